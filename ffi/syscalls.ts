@@ -1,0 +1,440 @@
+/**
+ * Checked wrappers over the libc symbols: the one place where `-1` becomes an
+ * {@linkcode OSError}.
+ *
+ * Conventions, the same for every wrapper:
+ * - `EINTR` is retried (PEP 475), except in the waits (`epoll_wait`, `poll`,
+ *   `select`), which return {@linkcode INTERRUPTED} so the caller can
+ *   recompute its timeout and notice signals.
+ * - `EAGAIN`/`EWOULDBLOCK` is not an error: the I/O wrappers return
+ *   {@linkcode WOULD_BLOCK} (`-1`).
+ * - Any other failure throws an `OSError` naming the errno and the call.
+ * - errno is read from {@linkcode errnoView} on the line after the call, before
+ *   anything allocates.
+ *
+ * @module
+ */
+
+import { errnoView, sym } from "./libc.ts";
+import { Errno, OSError } from "./errno.ts";
+import {
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  EPOLL_CLOEXEC,
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_DEL,
+  F_DUPFD_CLOEXEC,
+  F_GETFL,
+  F_SETFL,
+  IPPROTO_IPV6,
+  IPV6_V6ONLY,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  SO_ERROR,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOL_SOCKET,
+} from "./constants.ts";
+import { decodeSockaddr, SOCKADDR_STORAGE_SIZE, type SocketAddress } from "./structs.ts";
+
+const { EINTR, EAGAIN, EINPROGRESS, ECONNABORTED } = Errno;
+
+/** Returned by the I/O wrappers when the call would block (`EAGAIN`). */
+export const WOULD_BLOCK = -1;
+
+/** Largest length passed to a `u32` size parameter: the `i32` result must hold it. */
+export const MAX_IO = 0x7fffffff;
+
+function strerror(errno: number): string {
+  const p = sym.strerror(errno);
+  return p ? Deno.UnsafePointerView.getCString(p) : "";
+}
+
+/**
+ * Builds the {@linkcode OSError} for an errno value already read.
+ *
+ * @param errno The errno value, read straight after the failing call.
+ * @param syscall The name of the libc call.
+ * @param context What was being done, such as `"Cannot register fd 7"`.
+ */
+export function osError(errno: number, syscall: string, context?: string): OSError {
+  return new OSError(errno, syscall, context, strerror(errno));
+}
+
+/**
+ * Returns `res` when it is not negative; otherwise reads errno at once and
+ * throws an `OSError` for `syscall`.
+ *
+ * Pass only a constant string (no template literal): anything that allocates
+ * between the call and this function risks clobbering errno.
+ *
+ * @example
+ * ```ts
+ * import { check, sym } from "@fdloop/fdloop/ffi";
+ * const fd = check(sym.eventfd(0, 0), "eventfd");
+ * check(sym.close(fd), "close");
+ * ```
+ */
+export function check(res: number, syscall: string): number {
+  if (res < 0) throw osError(errnoView[0], syscall);
+  return res;
+}
+
+function guardLength(len: number): void {
+  if (len > MAX_IO || len < 0) throw new RangeError(`I/O length must be 0 to ${MAX_IO} bytes, got ${len}`);
+}
+
+// ---------------------------------------------------------------- epoll
+
+/** `epoll_create1(EPOLL_CLOEXEC)`. */
+export function epollCreate(): number {
+  const fd = sym.epoll_create1(EPOLL_CLOEXEC);
+  if (fd < 0) throw osError(errnoView[0], "epoll_create1", "Cannot create an epoll instance");
+  return fd;
+}
+
+const CTL_VERB = ["", "register", "unregister", "modify"];
+
+/** `epoll_ctl(ep, op, fd, event)`; throws e.g. "Cannot register fd 7: EEXIST (epoll_ctl)". */
+export function epollCtl(ep: number, op: number, fd: number, event: Uint8Array): void {
+  if (sym.epoll_ctl(ep, op, fd, event) < 0) {
+    const e = errnoView[0];
+    throw osError(e, "epoll_ctl", `Cannot ${CTL_VERB[op] ?? `op ${op}`} fd ${fd}`);
+  }
+}
+
+/** Returned by the waits (`epoll_wait`, `poll`, `select`) when a signal interrupted them (`EINTR`). */
+export const INTERRUPTED = -1;
+
+/** `epoll_wait`: the number of events, or {@linkcode INTERRUPTED}. */
+export function epollWait(ep: number, events: Uint8Array, max: number, timeoutMs: number): number {
+  const n = sym.epoll_wait(ep, events, max, timeoutMs);
+  if (n >= 0) return n;
+  const e = errnoView[0];
+  if (e === EINTR) return INTERRUPTED;
+  throw osError(e, "epoll_wait", `Cannot wait on epoll fd ${ep}`);
+}
+
+/** `poll(fds, nfds, timeout)`: the number of ready entries, or {@linkcode INTERRUPTED}. */
+export function poll(fds: Uint8Array, nfds: number, timeoutMs: number): number {
+  const n = sym.poll(fds, nfds, timeoutMs);
+  if (n >= 0) return n;
+  const e = errnoView[0];
+  if (e === EINTR) return INTERRUPTED;
+  throw osError(e, "poll", `Cannot poll ${nfds} fds`);
+}
+
+/** `select(nfds, r, w, null, timeout)`: the number of ready fds, or {@linkcode INTERRUPTED}. */
+export function select(
+  nfds: number,
+  readFds: Uint8Array,
+  writeFds: Uint8Array,
+  timeout: Uint8Array | null,
+): number {
+  const n = sym.select(nfds, readFds, writeFds, null, timeout);
+  if (n >= 0) return n;
+  const e = errnoView[0];
+  if (e === EINTR) return INTERRUPTED;
+  throw osError(e, "select", `Cannot select on ${nfds} fds`);
+}
+
+export { EPOLL_CTL_ADD, EPOLL_CTL_DEL };
+
+// ---------------------------------------------------------------- descriptors
+
+/** `close(fd)`. Never retried: on Linux the fd is gone even after EINTR. */
+export function close(fd: number): void {
+  if (sym.close(fd) < 0) {
+    const e = errnoView[0];
+    if (e === EINTR) return;
+    throw osError(e, "close", `Cannot close fd ${fd}`);
+  }
+}
+
+/** `read(fd, buf, len)`: bytes read, 0 at end of file, or {@linkcode WOULD_BLOCK}. */
+export function read(fd: number, buf: Uint8Array, len: number = buf.byteLength): number {
+  if (len > MAX_IO) guardLength(len);
+  for (;;) {
+    const n = sym.read(fd, buf, len);
+    if (n >= 0) return n;
+    const e = errnoView[0];
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return WOULD_BLOCK;
+    throw osError(e, "read", `Cannot read fd ${fd}`);
+  }
+}
+
+/** `write(fd, buf, len)`: bytes written or {@linkcode WOULD_BLOCK}. */
+export function write(fd: number, buf: Uint8Array, len: number = buf.byteLength): number {
+  if (len > MAX_IO) guardLength(len);
+  for (;;) {
+    const n = sym.write(fd, buf, len);
+    if (n >= 0) return n;
+    const e = errnoView[0];
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return WOULD_BLOCK;
+    throw osError(e, "write", `Cannot write fd ${fd}`);
+  }
+}
+
+/** `recv(fd, buf, len, flags)`: bytes read, 0 at end of stream, or {@linkcode WOULD_BLOCK}. */
+export function recv(fd: number, buf: Uint8Array, len: number = buf.byteLength, flags = 0): number {
+  if (len > MAX_IO) guardLength(len);
+  for (;;) {
+    const n = sym.recv(fd, buf, len, flags);
+    if (n >= 0) return n;
+    const e = errnoView[0];
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return WOULD_BLOCK;
+    throw osError(e, "recv", `Cannot receive on fd ${fd}`);
+  }
+}
+
+/** `send(fd, buf, len, flags)`: bytes sent or {@linkcode WOULD_BLOCK}. Pass `MSG_NOSIGNAL` for sockets. */
+export function send(fd: number, buf: Uint8Array, len: number = buf.byteLength, flags = 0): number {
+  if (len > MAX_IO) guardLength(len);
+  for (;;) {
+    const n = sym.send(fd, buf, len, flags);
+    if (n >= 0) return n;
+    const e = errnoView[0];
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return WOULD_BLOCK;
+    throw osError(e, "send", `Cannot send on fd ${fd}`);
+  }
+}
+
+/** `writev(fd, iov, count)` over a prepared iovec array: bytes written or {@linkcode WOULD_BLOCK}. */
+export function writev(fd: number, iov: Uint8Array, count: number): number {
+  for (;;) {
+    const n = sym.writev(fd, iov, count);
+    if (n >= 0) return n;
+    const e = errnoView[0];
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return WOULD_BLOCK;
+    throw osError(e, "writev", `Cannot write fd ${fd}`);
+  }
+}
+
+/** `readv(fd, iov, count)` over a prepared iovec array: bytes read, 0 at end, or {@linkcode WOULD_BLOCK}. */
+export function readv(fd: number, iov: Uint8Array, count: number): number {
+  for (;;) {
+    const n = sym.readv(fd, iov, count);
+    if (n >= 0) return n;
+    const e = errnoView[0];
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return WOULD_BLOCK;
+    throw osError(e, "readv", `Cannot read fd ${fd}`);
+  }
+}
+
+/**
+ * Fills `iov` (an iovec array of `chunks.length` entries) with the address and
+ * length of each chunk, for {@linkcode writev} / {@linkcode readv}.
+ * The chunks must stay alive and unmoved until the call returns.
+ */
+export function fillIovec(iov: Uint8Array, chunks: readonly Uint8Array[], count: number = chunks.length): void {
+  const words = new BigUint64Array(iov.buffer, iov.byteOffset, count * 2);
+  for (let i = 0; i < count; i++) {
+    const c = chunks[i];
+    const p = Deno.UnsafePointer.value(Deno.UnsafePointer.of(c as Uint8Array<ArrayBuffer>));
+    words[2 * i] = BigInt(p);
+    words[2 * i + 1] = BigInt(c.byteLength);
+  }
+}
+
+/** `fcntl(fd, F_SETFL, flags | O_NONBLOCK)`. */
+export function setNonBlocking(fd: number, on = true): void {
+  const flags = sym.fcntl(fd, F_GETFL, 0);
+  if (flags < 0) throw osError(errnoView[0], "fcntl", `Cannot get flags of fd ${fd}`);
+  const next = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+  if (next !== flags && sym.fcntl(fd, F_SETFL, next) < 0) {
+    throw osError(errnoView[0], "fcntl", `Cannot set flags of fd ${fd}`);
+  }
+}
+
+/** Duplicates `fd` onto the lowest free descriptor ≥ `min` (close-on-exec). Handy for high fds in tests. */
+export function dupAtLeast(fd: number, min: number): number {
+  const res = sym.fcntl(fd, F_DUPFD_CLOEXEC, min);
+  if (res < 0) throw osError(errnoView[0], "fcntl", `Cannot duplicate fd ${fd}`);
+  return res;
+}
+
+/** `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`. */
+export function eventfd(): number {
+  const fd = sym.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) throw osError(errnoView[0], "eventfd", "Cannot create an eventfd");
+  return fd;
+}
+
+/** `pipe2(fds, O_CLOEXEC | O_NONBLOCK?)`: `[readEnd, writeEnd]`. */
+export function pipe(nonBlocking = true): [number, number] {
+  const fds = new Int32Array(2);
+  if (sym.pipe2(new Uint8Array(fds.buffer), O_CLOEXEC | (nonBlocking ? O_NONBLOCK : 0)) < 0) {
+    throw osError(errnoView[0], "pipe2", "Cannot create a pipe");
+  }
+  return [fds[0], fds[1]];
+}
+
+/** `socketpair(domain, type | SOCK_CLOEXEC | SOCK_NONBLOCK?, 0)`. */
+export function socketpair(domain: number, type: number, nonBlocking = true): [number, number] {
+  const fds = new Int32Array(2);
+  const flags = SOCK_CLOEXEC | (nonBlocking ? SOCK_NONBLOCK : 0);
+  if (sym.socketpair(domain, type | flags, 0, new Uint8Array(fds.buffer)) < 0) {
+    throw osError(errnoView[0], "socketpair", "Cannot create a socket pair");
+  }
+  return [fds[0], fds[1]];
+}
+
+// ---------------------------------------------------------------- sockets
+
+/** `socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol)`. */
+export function socket(domain: number, type: number, protocol = 0): number {
+  const fd = sym.socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+  if (fd < 0) throw osError(errnoView[0], "socket", "Cannot create a socket");
+  return fd;
+}
+
+/** `bind(fd, addr, len)`; `what` names the address in the message. */
+export function bind(fd: number, addr: Uint8Array, len: number, what: string): void {
+  if (sym.bind(fd, addr, len) < 0) throw osError(errnoView[0], "bind", `Cannot bind ${what}`);
+}
+
+/** `listen(fd, backlog)`. */
+export function listen(fd: number, backlog: number): void {
+  if (sym.listen(fd, backlog) < 0) throw osError(errnoView[0], "listen", `Cannot listen on fd ${fd}`);
+}
+
+/**
+ * `accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC)`: the new fd, or
+ * {@linkcode WOULD_BLOCK}. `ECONNABORTED` (a peer gone before accept) is skipped.
+ * `EMFILE`/`ENFILE` throw: the caller must shed or pause (see net/).
+ */
+export function accept(fd: number, addr: Uint8Array | null = null, lenBuf: Uint8Array | null = null): number {
+  for (;;) {
+    const res = sym.accept4(fd, addr, lenBuf, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (res >= 0) return res;
+    const e = errnoView[0];
+    if (e === EINTR || e === ECONNABORTED) continue;
+    if (e === EAGAIN) return WOULD_BLOCK;
+    throw osError(e, "accept4", `Cannot accept on fd ${fd}`);
+  }
+}
+
+/**
+ * `connect(fd, addr, len)` on a non-blocking socket: `true` when connected at
+ * once, `false` when in progress (`EINPROGRESS`; wait for writability, then
+ * read `SO_ERROR`).
+ */
+export function connect(fd: number, addr: Uint8Array, len: number, what: string): boolean {
+  if (sym.connect(fd, addr, len) === 0) return true;
+  const e = errnoView[0];
+  if (e === EINPROGRESS || e === EINTR) return false;
+  throw osError(e, "connect", `Cannot connect to ${what}`);
+}
+
+/** `shutdown(fd, how)`. */
+export function shutdown(fd: number, how: number): void {
+  if (sym.shutdown(fd, how) < 0) throw osError(errnoView[0], "shutdown", `Cannot shut down fd ${fd}`);
+}
+
+const intBuf = new Int32Array(2);
+const intBytes = new Uint8Array(intBuf.buffer);
+const lenBuf = new Uint32Array(1);
+const lenBytes = new Uint8Array(lenBuf.buffer);
+
+/** `setsockopt(fd, level, name, &int, 4)`. */
+export function setSockOptInt(fd: number, level: number, name: number, value: number): void {
+  intBuf[0] = value;
+  if (sym.setsockopt(fd, level, name, intBytes, 4) < 0) {
+    throw osError(errnoView[0], "setsockopt", `Cannot set option ${level}/${name} on fd ${fd}`);
+  }
+}
+
+/** `setsockopt(fd, level, name, buf, len)` for struct options such as `SO_LINGER`. */
+export function setSockOpt(fd: number, level: number, name: number, value: Uint8Array): void {
+  if (sym.setsockopt(fd, level, name, value, value.byteLength) < 0) {
+    throw osError(errnoView[0], "setsockopt", `Cannot set option ${level}/${name} on fd ${fd}`);
+  }
+}
+
+/** `getsockopt(fd, level, name, &int, &len)`. */
+export function getSockOptInt(fd: number, level: number, name: number): number {
+  lenBuf[0] = 4;
+  if (sym.getsockopt(fd, level, name, intBytes, lenBytes) < 0) {
+    throw osError(errnoView[0], "getsockopt", `Cannot get option ${level}/${name} of fd ${fd}`);
+  }
+  return intBuf[0];
+}
+
+/** The pending socket error (`SO_ERROR`), cleared by reading it; 0 when none. */
+export function socketError(fd: number): number {
+  return getSockOptInt(fd, SOL_SOCKET, SO_ERROR);
+}
+
+/** Sets `IPV6_V6ONLY`. */
+export function setV6Only(fd: number, on: boolean): void {
+  setSockOptInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, on ? 1 : 0);
+}
+
+const addrBuf = new Uint8Array(SOCKADDR_STORAGE_SIZE);
+
+function nameOf(fd: number, peer: boolean): SocketAddress {
+  lenBuf[0] = SOCKADDR_STORAGE_SIZE;
+  const res = peer ? sym.getpeername(fd, addrBuf, lenBytes) : sym.getsockname(fd, addrBuf, lenBytes);
+  if (res < 0) {
+    const e = errnoView[0];
+    throw osError(e, peer ? "getpeername" : "getsockname", `Cannot get the address of fd ${fd}`);
+  }
+  return decodeSockaddr(addrBuf, lenBuf[0]);
+}
+
+/** `getsockname(fd)`, decoded. */
+export function getSockName(fd: number): SocketAddress {
+  return nameOf(fd, false);
+}
+
+/** `getpeername(fd)`, decoded. */
+export function getPeerName(fd: number): SocketAddress {
+  return nameOf(fd, true);
+}
+
+/** `unlink(path)`; a missing file is not an error. */
+export function unlink(path: string): void {
+  const bytes = new TextEncoder().encode(path + "\0");
+  if (sym.unlink(bytes) < 0) {
+    const e = errnoView[0];
+    if (e === Errno.ENOENT) return;
+    throw osError(e, "unlink", `Cannot remove ${path}`);
+  }
+}
+
+/**
+ * `recvfrom(fd, buf, len, 0, addr, &addrlen)`: bytes received or
+ * {@linkcode WOULD_BLOCK}; the sender's address is left in `addr` with its
+ * length in `addrLen[0]`.
+ */
+export function recvFrom(fd: number, buf: Uint8Array, addr: Uint8Array, addrLen: Uint32Array): number {
+  if (buf.byteLength > MAX_IO) guardLength(buf.byteLength);
+  for (;;) {
+    addrLen[0] = addr.byteLength;
+    const n = sym.recvfrom(fd, buf, buf.byteLength, 0, addr, new Uint8Array(addrLen.buffer, addrLen.byteOffset, 4));
+    if (n >= 0) return n;
+    const e = errnoView[0];
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return WOULD_BLOCK;
+    throw osError(e, "recvfrom", `Cannot receive on fd ${fd}`);
+  }
+}
+
+/** `sendto(fd, buf, len, flags, addr, addrlen)`: bytes sent or {@linkcode WOULD_BLOCK}. */
+export function sendTo(fd: number, buf: Uint8Array, addr: Uint8Array, addrLen: number, flags = 0): number {
+  if (buf.byteLength > MAX_IO) guardLength(buf.byteLength);
+  for (;;) {
+    const n = sym.sendto(fd, buf, buf.byteLength, flags, addr, addrLen);
+    if (n >= 0) return n;
+    const e = errnoView[0];
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return WOULD_BLOCK;
+    throw osError(e, "sendto", `Cannot send on fd ${fd}`);
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * Picking a backend.
+ *
+ * @module
+ */
+
+import { EpollSelector } from "./epoll.ts";
+import { PollSelector } from "./poll.ts";
+import { SelectSelector } from "./select.ts";
+import type { BackendName, Selector } from "./selector.ts";
+
+/** Every backend name, best first. */
+export const BACKENDS: readonly BackendName[] = ["epoll", "poll", "select"];
+
+/**
+ * Creates a selector: the named backend, or the best this system has
+ * (epoll, then poll, then select).
+ *
+ * @param name `"epoll"`, `"poll"` or `"select"`; omit for the best available.
+ * @returns A new selector; `close()` it when done.
+ * @throws {TypeError} for an unknown name.
+ * @example
+ * ```ts
+ * import { defaultSelector } from "@fdloop/fdloop/reactor";
+ * const sel = defaultSelector("poll");
+ * console.log(sel.name); // "poll"
+ * sel.close();
+ * ```
+ */
+export function defaultSelector<T = unknown>(name?: BackendName): Selector<T> {
+  switch (name) {
+    case "epoll":
+      return new EpollSelector<T>();
+    case "poll":
+      return new PollSelector<T>();
+    case "select":
+      return new SelectSelector<T>();
+    case undefined:
+      try {
+        return new EpollSelector<T>();
+      } catch {
+        return new PollSelector<T>();
+      }
+    default:
+      throw new TypeError(`Unknown backend ${JSON.stringify(name)}: use one of ${BACKENDS.join(", ")}`);
+  }
+}

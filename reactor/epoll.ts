@@ -1,0 +1,164 @@
+/**
+ * `EpollSelector`: epoll(7), level-triggered by default, with edge-triggered
+ * and one-shot registrations on request.
+ *
+ * Each registration gets a token, written into `epoll_event.data` with the
+ * fd; an event whose token no longer matches the fd's key is stale (the fd was
+ * closed and its number reused) and is dropped.
+ *
+ * @module
+ */
+
+import {
+  close,
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_DEL,
+  EPOLL_CTL_MOD,
+  EPOLL_EVENT_SIZE,
+  EPOLL_EVENT_STRIDE,
+  epollCreate,
+  epollCtl,
+  EPOLLERR,
+  EPOLLET,
+  EPOLLHUP,
+  EPOLLIN,
+  EPOLLONESHOT,
+  EPOLLOUT,
+  EPOLLPRI,
+  EPOLLRDHUP,
+  epollWait,
+  INTERRUPTED,
+  OSError,
+  sym,
+} from "../ffi/mod.ts";
+import {
+  BaseSelector,
+  EVENT_EDGE,
+  EVENT_ONESHOT,
+  EVENT_READ,
+  EVENT_WRITE,
+  type SelectorKey,
+  timeoutToInt,
+} from "./selector.ts";
+
+const READ_MASK = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+const WRITE_MASK = EPOLLOUT | EPOLLHUP | EPOLLERR;
+
+/** Maps `EVENT_*` interest to epoll flags (the one place that does). */
+function interestsToEpoll(events: number): number {
+  let ev = 0;
+  if (events & EVENT_READ) ev |= EPOLLIN;
+  if (events & EVENT_WRITE) ev |= EPOLLOUT;
+  if (events & EVENT_EDGE) ev |= EPOLLET;
+  if (events & EVENT_ONESHOT) ev |= EPOLLONESHOT;
+  return ev >>> 0;
+}
+
+/** Options of {@linkcode EpollSelector}. */
+export interface EpollOptions {
+  /** Most events returned by one wait (default 1024). */
+  maxEvents?: number;
+}
+
+/**
+ * The epoll backend.
+ *
+ * @example
+ * ```ts
+ * import { EpollSelector, EVENT_READ } from "@fdloop/fdloop/reactor";
+ * const sel = new EpollSelector();
+ * console.log(sel.select(0)); // 0: nothing registered
+ * sel.close();
+ * ```
+ */
+export class EpollSelector<T = unknown> extends BaseSelector<T> {
+  readonly name = "epoll" as const;
+  /** The epoll instance's fd. */
+  readonly epfd: number;
+  readonly #max: number;
+  readonly #events: Uint8Array;
+  readonly #words: Uint32Array;
+  readonly #parked: Uint8Array;
+  readonly #parkedWords: Uint32Array;
+  readonly #ctl = new Uint8Array(16);
+  readonly #ctlWords = new Uint32Array(this.#ctl.buffer);
+
+  constructor(options: EpollOptions = {}) {
+    const max = options.maxEvents ?? 1024;
+    super(max);
+    this.#max = max;
+    this.epfd = epollCreate();
+    this.#events = new Uint8Array(max * EPOLL_EVENT_SIZE);
+    this.#words = new Uint32Array(this.#events.buffer);
+    this.#parked = new Uint8Array(max * EPOLL_EVENT_SIZE);
+    this.#parkedWords = new Uint32Array(this.#parked.buffer);
+  }
+
+  #ctlOp(op: number, key: SelectorKey<T>): void {
+    const w = this.#ctlWords;
+    // epoll_event: u32 events at byte 0, u64 data at byte 4 (x86_64) or 8 (aarch64).
+    const d = EPOLL_EVENT_STRIDE === 3 ? 1 : 2;
+    w[0] = interestsToEpoll(key.events);
+    w[d] = key.token;
+    w[d + 1] = key.fd;
+    epollCtl(this.epfd, op, key.fd, this.#ctl);
+  }
+
+  protected add(key: SelectorKey<T>): void {
+    this.#ctlOp(EPOLL_CTL_ADD, key);
+  }
+
+  protected change(key: SelectorKey<T>): void {
+    this.#ctlOp(EPOLL_CTL_MOD, key);
+  }
+
+  protected remove(key: SelectorKey<T>): void {
+    try {
+      this.#ctlOp(EPOLL_CTL_DEL, key);
+    } catch (err) {
+      // Closed before unregister (EBADF), or closed and reused (ENOENT): the kernel already forgot it.
+      if (!(err instanceof OSError) || (err.code !== "EBADF" && err.code !== "ENOENT")) throw err;
+    }
+  }
+
+  protected release(): void {
+    close(this.epfd);
+  }
+
+  select(timeoutMs: number): number {
+    const n = epollWait(this.epfd, this.#events, this.#max, timeoutToInt(timeoutMs));
+    this.interrupted = n === INTERRUPTED;
+    return n > 0 ? this.#collect(this.#words, n) : 0;
+  }
+
+  async selectAsync(timeoutMs: number): Promise<number> {
+    const n = await sym.epoll_wait_nb(this.epfd, this.#parked, this.#max, timeoutToInt(timeoutMs));
+    // errno of a nonblocking call is lost on the worker thread: treat -1 like EINTR.
+    this.interrupted = n < 0;
+    return n > 0 && !this.closed ? this.#collect(this.#parkedWords, n) : 0;
+  }
+
+  #collect(words: Uint32Array, n: number): number {
+    const s = EPOLL_EVENT_STRIDE;
+    const d = s === 3 ? 1 : 2;
+    const keys = this.keys;
+    const readyKeys = this.readyKeys;
+    const readyEvents = this.readyEvents;
+    let j = 0;
+    for (let i = 0; i < n; i++) {
+      const base = s * i;
+      const key = keys[words[base + d + 1]];
+      if (key === undefined || key.token !== words[base + d]) continue; // stale: fd closed or reused
+      const ev = words[base];
+      let mask = 0;
+      if (ev & READ_MASK) mask |= EVENT_READ;
+      if (ev & WRITE_MASK) mask |= EVENT_WRITE;
+      mask &= key.events;
+      if (mask === 0) continue;
+      readyKeys[j] = key;
+      readyEvents[j] = mask;
+      j++;
+    }
+    return j;
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * `PollSelector`: poll(2) over an array of `struct pollfd` kept in step with
+ * the registrations (append on register, swap-remove on unregister), so a
+ * wait costs one call and one scan of the array.
+ *
+ * @module
+ */
+
+import {
+  INTERRUPTED,
+  poll,
+  POLLERR,
+  POLLFD_SIZE,
+  POLLHUP,
+  POLLIN,
+  POLLNVAL,
+  POLLOUT,
+  POLLPRI,
+  POLLRDHUP,
+  sym,
+} from "../ffi/mod.ts";
+import { BaseSelector, EVENT_READ, EVENT_WRITE, type SelectorKey, timeoutToInt } from "./selector.ts";
+
+const READ_MASK = POLLIN | POLLPRI | POLLRDHUP | POLLHUP | POLLERR | POLLNVAL;
+const WRITE_MASK = POLLOUT | POLLHUP | POLLERR | POLLNVAL;
+
+/** Maps `EVENT_*` interest to poll flags (the one place that does). */
+function interestsToPoll(events: number): number {
+  return (events & EVENT_READ ? POLLIN : 0) | (events & EVENT_WRITE ? POLLOUT : 0);
+}
+
+/**
+ * The poll backend: no fd limit, O(registered fds) per wait.
+ *
+ * @example
+ * ```ts
+ * import { PollSelector } from "@fdloop/fdloop/reactor";
+ * const sel = new PollSelector();
+ * console.log(sel.name, sel.select(0)); // "poll" 0
+ * sel.close();
+ * ```
+ */
+export class PollSelector<T = unknown> extends BaseSelector<T> {
+  readonly name = "poll" as const;
+  #bytes = new Uint8Array(64 * POLLFD_SIZE);
+  #fds = new Int32Array(this.#bytes.buffer);
+  #ev = new Int16Array(this.#bytes.buffer);
+  #order: SelectorKey<T>[] = [];
+  #count = 0;
+  #parked = new Uint8Array(0);
+
+  constructor() {
+    super(64);
+  }
+
+  protected add(key: SelectorKey<T>): void {
+    this.checkOpen(key.fd);
+    const i = this.#count;
+    if ((i + 1) * POLLFD_SIZE > this.#bytes.byteLength) {
+      const bigger = new Uint8Array(this.#bytes.byteLength * 2);
+      bigger.set(this.#bytes);
+      this.#bytes = bigger;
+      this.#fds = new Int32Array(bigger.buffer);
+      this.#ev = new Int16Array(bigger.buffer);
+    }
+    this.#fds[2 * i] = key.fd;
+    this.#ev[4 * i + 2] = interestsToPoll(key.events);
+    this.#ev[4 * i + 3] = 0;
+    this.#order[i] = key;
+    key.index = i;
+    this.#count = i + 1;
+  }
+
+  protected change(key: SelectorKey<T>): void {
+    this.#ev[4 * key.index + 2] = interestsToPoll(key.events);
+  }
+
+  protected remove(key: SelectorKey<T>): void {
+    const i = key.index;
+    const last = --this.#count;
+    if (i !== last) {
+      const moved = this.#order[last];
+      this.#fds[2 * i] = this.#fds[2 * last];
+      this.#ev[4 * i + 2] = this.#ev[4 * last + 2];
+      this.#order[i] = moved;
+      moved.index = i;
+    }
+    this.#order.length = last;
+    key.index = -1;
+  }
+
+  protected release(): void {
+    this.#order = [];
+    this.#count = 0;
+  }
+
+  select(timeoutMs: number): number {
+    const n = poll(this.#bytes, this.#count, timeoutToInt(timeoutMs));
+    this.interrupted = n === INTERRUPTED;
+    return n > 0 ? this.#collect(this.#ev, this.#order, this.#count, n) : 0;
+  }
+
+  async selectAsync(timeoutMs: number): Promise<number> {
+    // The pending call owns its copy: registrations may change while it waits.
+    const count = this.#count;
+    const size = count * POLLFD_SIZE;
+    if (this.#parked.byteLength < size) this.#parked = new Uint8Array(this.#bytes.byteLength);
+    const parked = this.#parked;
+    parked.set(this.#bytes.subarray(0, size));
+    const order = this.#order.slice(0, count);
+    const n = await sym.poll_nb(parked, count, timeoutToInt(timeoutMs));
+    this.interrupted = n < 0;
+    if (n <= 0 || this.closed) return 0;
+    return this.#collect(new Int16Array(parked.buffer), order, count, n);
+  }
+
+  #collect(ev: Int16Array, order: SelectorKey<T>[], count: number, n: number): number {
+    const readyKeys = this.readyKeys;
+    const readyEvents = this.readyEvents;
+    let j = 0;
+    for (let i = 0; i < count && n > 0; i++) {
+      const re = ev[4 * i + 3];
+      if (re === 0) continue;
+      n--;
+      const key = order[i];
+      if (!key.active) continue;
+      let mask = 0;
+      if (re & READ_MASK) mask |= EVENT_READ;
+      if (re & WRITE_MASK) mask |= EVENT_WRITE;
+      mask &= key.events;
+      if (mask === 0) continue;
+      readyKeys[j] = key;
+      readyEvents[j] = mask;
+      j++;
+    }
+    return j;
+  }
+}
