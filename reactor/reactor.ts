@@ -1,0 +1,508 @@
+/**
+ * The `Reactor`: a callback loop over a {@linkcode Selector}, with timers.
+ *
+ * @module
+ */
+
+import { close, eventfd, read, write } from "../ffi/mod.ts";
+import { defaultSelector } from "./default.ts";
+import { type BackendName, EVENT_READ, EVENT_WRITE, type Selector } from "./selector.ts";
+import { TimerHandle, TimerHeap } from "./timers.ts";
+
+/** An I/O callback: the fd and the ready events (`EVENT_READ` / `EVENT_WRITE`). */
+export type IOCallback = (fd: number, events: number) => void;
+
+/** Where an error passed to `onError` came from. */
+export interface ErrorContext {
+  /** The fd whose callback threw, for I/O callbacks. */
+  fd?: number;
+  /** `"io"`, `"timer"` or `"callSoon"`. */
+  source: "io" | "timer" | "callSoon";
+}
+
+/** Options of {@linkcode Reactor}. */
+export interface ReactorOptions {
+  /** Backend to use (default: the best available, epoll on Linux). */
+  backend?: BackendName;
+  /** A selector made elsewhere; the reactor takes ownership and closes it. */
+  selector?: Selector<IOEntry>;
+  /** Called with every exception a callback throws; the loop keeps running. Default: log it with the fd. */
+  onError?: (error: unknown, context: ErrorContext) => void;
+  /** `run()` yields to Deno's event loop after this many ms of continuous work (default 10). */
+  yieldIntervalMs?: number;
+}
+
+/** Loop counters, read with {@linkcode Reactor.metrics}. */
+export interface ReactorMetrics {
+  /** Loop iterations. */
+  iterations: number;
+  /** I/O callbacks dispatched. */
+  events: number;
+  /** Timer callbacks run (each periodic tick counts). */
+  timersFired: number;
+  /** `callSoon` callbacks run. */
+  callbacks: number;
+  /** Exceptions thrown by callbacks and passed to `onError`. */
+  errors: number;
+  /** Milliseconds spent waiting in the selector with a non-zero timeout. */
+  blockedMs: number;
+  /** Times `run()` parked on a wait off the JS thread. */
+  parks: number;
+}
+
+/** @internal What the reactor stores with each registered fd. */
+export interface IOEntry {
+  reader: IOCallback | null;
+  writer: IOCallback | null;
+}
+
+const WAKE_VALUE = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
+
+function defaultOnError(error: unknown, context: ErrorContext): void {
+  const where = context.fd !== undefined ? `the ${context.source} callback of fd ${context.fd}` : `a ${context.source}`;
+  console.error(`fdloop: uncaught exception in ${where}:`, error);
+}
+
+/**
+ * A reactor: watches fds for readiness and runs your callbacks, runs timers,
+ * and stops when asked.
+ *
+ * Contract of the I/O callbacks (the same as mio's and asyncio's):
+ * - **Level-triggered.** A callback is called on every iteration while its fd
+ *   stays ready; read or write until `WOULD_BLOCK`, or as much as you like.
+ * - **Spurious events happen.** A callback may be called when the fd is not
+ *   ready any more (another callback drained it, a peer changed its mind):
+ *   treat `WOULD_BLOCK` as "not now", never as an error.
+ * - **Removal is immediate.** After `removeReader(fd)` (or `removeWriter`),
+ *   no event already collected for that registration reaches its callback,
+ *   even in the same batch, and even if the fd number is reused at once.
+ *   Remove an fd before closing it.
+ * - **Errors stay inside.** An exception from any callback goes to `onError`
+ *   and the loop goes on.
+ *
+ * Two ways to run: `await run()` cooperates with Deno's own event loop
+ * (promises, `setTimeout`, `fetch` and signal listeners keep working), and
+ * `runSync()` blocks the thread for programs that are nothing but the reactor.
+ *
+ * @example
+ * ```ts
+ * import { Reactor } from "@fdloop/fdloop/reactor";
+ * const reactor = new Reactor();
+ * reactor.callLater(10, () => {
+ *   console.log("tick");
+ *   reactor.stop();
+ * });
+ * await reactor.run();
+ * reactor.close();
+ * ```
+ */
+export class Reactor {
+  /** The selector this reactor drives. */
+  readonly selector: Selector<IOEntry>;
+  readonly #onError: (error: unknown, context: ErrorContext) => void;
+  readonly #yieldMs: number;
+  readonly #timers = new TimerHeap();
+  #seq = 0;
+  #soon: TimerHandle[] = [];
+  #soonNext: TimerHandle[] = [];
+  #running = false;
+  #stopping = false;
+  #closed = false;
+  #parked = false;
+  #wakePending = false;
+  readonly #wakeFd: number;
+  readonly #wakeBuf = new Uint8Array(8);
+  readonly #cancelTimer = (h: TimerHandle) => this.#timers.noteCancelled(h);
+  readonly #m: ReactorMetrics = {
+    iterations: 0,
+    events: 0,
+    timersFired: 0,
+    callbacks: 0,
+    errors: 0,
+    blockedMs: 0,
+    parks: 0,
+  };
+
+  /**
+   * @param options Backend, error hook and cooperation settings.
+   */
+  constructor(options: ReactorOptions = {}) {
+    this.selector = options.selector ?? defaultSelector<IOEntry>(options.backend);
+    this.#onError = options.onError ?? defaultOnError;
+    this.#yieldMs = options.yieldIntervalMs ?? 10;
+    this.#wakeFd = eventfd();
+    this.selector.register(this.#wakeFd, EVENT_READ, { reader: this.#drainWake, writer: null });
+  }
+
+  /** The current time on the reactor's clock (`performance.now()`, ms). */
+  time(): number {
+    return performance.now();
+  }
+
+  /** Whether `run()` or `runSync()` is in progress. */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** A snapshot of the loop counters. */
+  get metrics(): ReactorMetrics {
+    return { ...this.#m };
+  }
+
+  // ------------------------------------------------------------------ I/O
+
+  /**
+   * Calls `callback(fd, events)` whenever `fd` is readable (or at end of file,
+   * or in error). Replaces an earlier reader of `fd`.
+   *
+   * @throws {OSError} EBADF if `fd` is not open.
+   */
+  addReader(fd: number, callback: IOCallback): void {
+    this.#set(fd, callback, EVENT_READ);
+  }
+
+  /**
+   * Calls `callback(fd, events)` whenever `fd` is writable (or in error).
+   * Replaces an earlier writer of `fd`.
+   *
+   * @throws {OSError} EBADF if `fd` is not open.
+   */
+  addWriter(fd: number, callback: IOCallback): void {
+    this.#set(fd, callback, EVENT_WRITE);
+  }
+
+  /** Stops watching `fd` for reading. Returns whether it was watched. */
+  removeReader(fd: number): boolean {
+    return this.#unset(fd, EVENT_READ);
+  }
+
+  /** Stops watching `fd` for writing. Returns whether it was watched. */
+  removeWriter(fd: number): boolean {
+    return this.#unset(fd, EVENT_WRITE);
+  }
+
+  #set(fd: number, callback: IOCallback, event: number): void {
+    this.#checkOpen();
+    if (typeof callback !== "function") throw new TypeError("callback must be a function");
+    const sel = this.selector;
+    const key = sel.get(fd);
+    if (key === undefined) {
+      const entry: IOEntry = event === EVENT_READ
+        ? { reader: callback, writer: null }
+        : { reader: null, writer: callback };
+      sel.register(fd, event, entry);
+    } else {
+      const entry = key.data;
+      if (event === EVENT_READ) entry.reader = callback;
+      else entry.writer = callback;
+      if ((key.events & event) === 0) sel.modify(fd, key.events | event, entry);
+    }
+    this.#registrationChanged();
+  }
+
+  #unset(fd: number, event: number): boolean {
+    const key = this.selector.get(fd);
+    if (key === undefined || fd === this.#wakeFd || (key.events & event) === 0) return false;
+    const entry = key.data;
+    if (event === EVENT_READ) entry.reader = null;
+    else entry.writer = null;
+    const rest = key.events & ~event;
+    if (rest === 0) this.selector.unregister(fd);
+    else this.selector.modify(fd, rest, entry);
+    this.#registrationChanged();
+    return true;
+  }
+
+  #registrationChanged(): void {
+    // epoll sees interest changes in a pending wait; poll and select work on a copy.
+    if (this.#parked && this.selector.name !== "epoll") this.#wake();
+  }
+
+  // ------------------------------------------------------------------ timers
+
+  /**
+   * Runs `callback` on the next loop iteration, after the I/O callbacks of
+   * the current one. Callbacks scheduled while these run wait for the next
+   * iteration, so a chain of `callSoon` cannot starve I/O.
+   */
+  callSoon(callback: () => void): TimerHandle {
+    this.#checkOpen();
+    const h = new TimerHandle(0, this.#seq++, callback, 0, null);
+    this.#soon.push(h);
+    this.#wake();
+    return h;
+  }
+
+  /** Runs `callback` once, `delayMs` from now (negative counts as 0). */
+  callLater(delayMs: number, callback: () => void): TimerHandle {
+    return this.callAt(this.time() + Math.max(0, delayMs), callback);
+  }
+
+  /** Runs `callback` once at `when` on the {@linkcode Reactor.time} clock. */
+  callAt(when: number, callback: () => void): TimerHandle {
+    return this.#schedule(when, callback, 0);
+  }
+
+  /** Runs `callback` every `intervalMs` (≥ 1) until the handle is cancelled. */
+  callEvery(intervalMs: number, callback: () => void): TimerHandle {
+    if (!(intervalMs >= 1)) throw new RangeError(`Interval must be at least 1 ms, got ${intervalMs}`);
+    return this.#schedule(this.time() + intervalMs, callback, intervalMs);
+  }
+
+  #schedule(when: number, callback: () => void, interval: number): TimerHandle {
+    this.#checkOpen();
+    if (typeof callback !== "function") throw new TypeError("callback must be a function");
+    if (Number.isNaN(when)) throw new RangeError("Timer time must be a number, got NaN");
+    const h = new TimerHandle(when, this.#seq++, callback, interval, this.#cancelTimer);
+    this.#timers.push(h);
+    this.#wake();
+    return h;
+  }
+
+  // ------------------------------------------------------------------ running
+
+  /**
+   * Asks the running loop to return after the current iteration. Safe to call
+   * from callbacks, promises and signal listeners.
+   */
+  stop(): void {
+    this.#stopping = true;
+    this.#wake();
+  }
+
+  /**
+   * Runs one iteration: waits up to `timeoutMs` for I/O (less if a timer is
+   * due sooner, 0 if callbacks are pending), then runs the ready I/O
+   * callbacks, the due timers and the pending `callSoon` callbacks.
+   * Blocks the JS thread while waiting.
+   *
+   * @returns The number of I/O callbacks dispatched.
+   */
+  runOnce(timeoutMs = -1): number {
+    this.#checkOpen();
+    const t = this.#timeout(timeoutMs);
+    return this.#afterWait(this.#wait(t));
+  }
+
+  /**
+   * Runs the loop, cooperating with Deno's event loop, until `stop()`.
+   *
+   * While there is work it polls the selector without blocking and
+   * dispatches; when idle it parks on a wait that runs off the JS thread
+   * (Deno's `nonblocking` FFI), so promises, timers and signal listeners keep
+   * running, and an eventfd wakes the parked wait whenever JS code schedules
+   * reactor work. Under sustained load it yields to Deno every
+   * `yieldIntervalMs`.
+   */
+  async run(): Promise<void> {
+    this.#enter();
+    try {
+      let lastYield = performance.now();
+      while (!this.#stopping) {
+        const t = this.#timeout(-1);
+        let n = this.selector.select(0);
+        if (n === 0 && t !== 0 && !this.#stopping) {
+          // Idle: park off-thread until I/O, the next timer, or a wake-up.
+          this.#parked = true;
+          this.#m.parks++;
+          const start = performance.now();
+          try {
+            n = await this.selector.selectAsync(t);
+          } finally {
+            this.#parked = false;
+          }
+          lastYield = performance.now();
+          this.#m.blockedMs += lastYield - start;
+        }
+        this.#afterWait(n);
+        if (performance.now() - lastYield >= this.#yieldMs) {
+          // Sustained load: let Deno run its timers and I/O, and collect ours meanwhile.
+          n = await this.selector.selectAsync(0);
+          this.#afterWait(n);
+          lastYield = performance.now();
+        }
+      }
+    } finally {
+      this.#leave();
+    }
+  }
+
+  /**
+   * Runs the loop on the JS thread, blocking in the selector, until `stop()`
+   * is called from a callback or a signal interrupts a wait. This is the
+   * fastest mode, but nothing else in the program runs meanwhile: promises,
+   * `setTimeout` and signal listeners wait until it returns.
+   *
+   * @param options `returnOnSignal` (default true): return when a wait is
+   *   interrupted by a signal, so that Deno can deliver it to its listeners;
+   *   call `runSync()` again to go on.
+   * @returns `"stopped"` after `stop()`, `"interrupted"` after a signal.
+   */
+  runSync(options: { returnOnSignal?: boolean } = {}): "stopped" | "interrupted" {
+    const returnOnSignal = options.returnOnSignal ?? true;
+    this.#enter();
+    try {
+      while (!this.#stopping) {
+        const n = this.#wait(this.#timeout(-1));
+        if (returnOnSignal && this.selector.interrupted) return "interrupted";
+        this.#afterWait(n);
+      }
+      return "stopped";
+    } finally {
+      this.#leave();
+    }
+  }
+
+  /**
+   * Stops using the selector and the wake-up eventfd and closes them.
+   * Registered fds are not closed: they belong to their owners.
+   */
+  close(): void {
+    if (this.#closed) return;
+    if (this.#running) throw new Error("Cannot close a running reactor: call stop() and wait for run() to return");
+    this.#closed = true;
+    this.selector.close();
+    close(this.#wakeFd);
+    this.#timers.clear();
+    this.#soon = [];
+    this.#soonNext = [];
+  }
+
+  /** Closes the reactor (for `using`). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #enter(): void {
+    this.#checkOpen();
+    if (this.#running) throw new Error("The reactor is already running");
+    this.#running = true;
+  }
+
+  #leave(): void {
+    this.#running = false;
+    this.#stopping = false;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new Error("The reactor is closed");
+  }
+
+  /** The wait timeout: 0 with callbacks pending, else until the next timer, capped by `limit` (-1 = none). */
+  #timeout(limit: number): number {
+    if (this.#soon.length > 0 || this.#stopping) return 0;
+    const next = this.#timers.peek();
+    if (next === undefined) return limit;
+    const until = next.when - performance.now();
+    if (until <= 0) return 0;
+    return limit < 0 ? until : Math.min(limit, until);
+  }
+
+  #wait(timeout: number): number {
+    if (timeout === 0) return this.selector.select(0);
+    const start = performance.now();
+    const n = this.selector.select(timeout);
+    this.#m.blockedMs += performance.now() - start;
+    return n;
+  }
+
+  /** Dispatches `n` ready keys, then due timers, then the `callSoon` batch. */
+  #afterWait(n: number): number {
+    const m = this.#m;
+    m.iterations++;
+    const sel = this.selector;
+    const keys = sel.readyKeys;
+    const events = sel.readyEvents;
+    let dispatched = 0;
+    for (let i = 0; i < n; i++) {
+      const key = keys[i];
+      if (!key.active) continue; // removed by an earlier callback of this batch
+      const ev = events[i] & key.events;
+      const entry = key.data;
+      if ((ev & EVENT_READ) !== 0 && entry.reader !== null) {
+        dispatched++;
+        try {
+          entry.reader(key.fd, ev);
+        } catch (err) {
+          this.#report(err, "io", key.fd);
+        }
+      }
+      if ((ev & EVENT_WRITE) !== 0 && key.active && (key.events & EVENT_WRITE) !== 0 && entry.writer !== null) {
+        dispatched++;
+        try {
+          entry.writer(key.fd, ev);
+        } catch (err) {
+          this.#report(err, "io", key.fd);
+        }
+      }
+    }
+    m.events += dispatched;
+    this.#runTimers();
+    this.#runSoon();
+    return dispatched;
+  }
+
+  #runTimers(): void {
+    const timers = this.#timers;
+    let top = timers.peek();
+    if (top === undefined) return;
+    const now = performance.now();
+    const seqLimit = this.#seq; // timers scheduled by these callbacks wait for the next iteration
+    while (top !== undefined && top.when <= now && top.seq < seqLimit) {
+      timers.pop();
+      if (top.interval > 0) {
+        top.when = Math.max(top.when + top.interval, now);
+        top.seq = this.#seq++;
+        timers.push(top);
+      } else {
+        top.cancelled = true;
+      }
+      this.#m.timersFired++;
+      try {
+        top.callback();
+      } catch (err) {
+        this.#report(err, "timer");
+      }
+      top = timers.peek();
+    }
+  }
+
+  #runSoon(): void {
+    const batch = this.#soon;
+    if (batch.length === 0) return;
+    this.#soon = this.#soonNext;
+    for (let i = 0; i < batch.length; i++) {
+      const h = batch[i];
+      if (h.cancelled) continue;
+      h.cancelled = true;
+      this.#m.callbacks++;
+      try {
+        h.callback();
+      } catch (err) {
+        this.#report(err, "callSoon");
+      }
+    }
+    batch.length = 0;
+    this.#soonNext = batch;
+  }
+
+  #report(error: unknown, source: ErrorContext["source"], fd?: number): void {
+    this.#m.errors++;
+    try {
+      this.#onError(error, fd === undefined ? { source } : { source, fd });
+    } catch (hookError) {
+      console.error("fdloop: the onError hook threw:", hookError, "while reporting:", error);
+    }
+  }
+
+  #wake(): void {
+    if (!this.#parked || this.#wakePending) return;
+    this.#wakePending = true;
+    write(this.#wakeFd, WAKE_VALUE);
+  }
+
+  readonly #drainWake = (): void => {
+    this.#wakePending = false;
+    read(this.#wakeFd, this.#wakeBuf);
+  };
+}
