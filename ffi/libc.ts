@@ -64,6 +64,8 @@ const symbols = {
   readv: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   // ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
   writev: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   // int close(int fd)
   close: { parameters: ["i32"], result: "i32" },
   // int shutdown(int fd, int how)

@@ -32,6 +32,9 @@ export const TIMEVAL_SIZE = 16;
 /** Size of `struct iovec` (`void *iov_base; size_t iov_len`). */
 export const IOVEC_SIZE = 16;
 
+/** Size of `struct msghdr` (LP64): name@0, namelen@8, iov@16, iovlen@24, control@32, controllen@40, flags@48. */
+export const MSGHDR_SIZE = 56;
+
 /** Size of `struct sockaddr_in`. */
 export const SOCKADDR_IN_SIZE = 16;
 /** Size of `struct sockaddr_in6`. */

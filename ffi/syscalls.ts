@@ -35,7 +35,7 @@ import {
   SOCK_NONBLOCK,
   SOL_SOCKET,
 } from "./constants.ts";
-import { decodeSockaddr, SOCKADDR_STORAGE_SIZE, type SocketAddress } from "./structs.ts";
+import { decodeSockaddr, IOVEC_SIZE, MSGHDR_SIZE, SOCKADDR_STORAGE_SIZE, type SocketAddress } from "./structs.ts";
 
 const { EINTR, EAGAIN, EINPROGRESS, ECONNABORTED } = Errno;
 
@@ -239,6 +239,44 @@ export function fillIovec(iov: Uint8Array, chunks: readonly Uint8Array[], count:
     const p = Deno.UnsafePointer.value(Deno.UnsafePointer.of(c as Uint8Array<ArrayBuffer>));
     words[2 * i] = BigInt(p);
     words[2 * i + 1] = BigInt(c.byteLength);
+  }
+}
+
+/** Most chunks {@linkcode sendChunks} gathers into one call. */
+export const MAX_GATHER = 64;
+const gatherIov = new Uint8Array(MAX_GATHER * IOVEC_SIZE);
+const gatherWords = new BigUint64Array(gatherIov.buffer);
+const gatherMsg = new Uint8Array(MSGHDR_SIZE);
+const gatherMsgWords = new BigUint64Array(gatherMsg.buffer);
+gatherMsgWords[2] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(gatherIov)));
+
+/**
+ * Sends up to {@linkcode MAX_GATHER} chunks in one `sendmsg` call (a `writev`
+ * that takes flags, so `MSG_NOSIGNAL` works): `chunks[start .. start+count)`.
+ *
+ * @returns Bytes sent, or {@linkcode WOULD_BLOCK}.
+ */
+export function sendChunks(
+  fd: number,
+  chunks: readonly Uint8Array[],
+  start: number,
+  count: number,
+  flags: number,
+): number {
+  if (count > MAX_GATHER) count = MAX_GATHER;
+  for (let i = 0; i < count; i++) {
+    const c = chunks[start + i];
+    gatherWords[2 * i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(c as Uint8Array<ArrayBuffer>)));
+    gatherWords[2 * i + 1] = BigInt(c.byteLength);
+  }
+  gatherMsgWords[3] = BigInt(count);
+  for (;;) {
+    const n = sym.sendmsg(fd, gatherMsg, flags);
+    if (n >= 0) return n;
+    const e = errnoView[0];
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return WOULD_BLOCK;
+    throw osError(e, "sendmsg", `Cannot send on fd ${fd}`);
   }
 }
 

@@ -1,0 +1,55 @@
+/**
+ * An echo server: every byte a client sends comes back, in order, whatever
+ * the size and however many clients.
+ *
+ *   deno run --allow-ffi examples/echo.ts --port 8000
+ *   printf 'hello\n' | nc -q1 127.0.0.1 8000
+ *
+ * Prints `listening on HOST:PORT` once it accepts, serves until SIGINT or
+ * SIGTERM, then closes the listener and every connection, prints a summary
+ * line and exits 0.
+ *
+ * @module
+ */
+
+import { formatHostPort, listen, Reactor } from "../mod.ts";
+import { backendFlag, parseFlags, portFlag, runUntilSignal } from "./_cli.ts";
+
+const flags = parseFlags("Usage: deno run --allow-ffi examples/echo.ts [options]", {
+  host: { type: "string", default: "127.0.0.1", help: "Address to listen on" },
+  port: { type: "string", default: "8000", help: "Port (0 = pick a free port)" },
+  backend: { type: "string", default: "auto", help: "Selector: epoll, poll or select" },
+  sync: { type: "boolean", help: "Use the blocking runSync() loop" },
+});
+
+const reactor = new Reactor({ backend: backendFlag(flags.backend) });
+let connections = 0;
+let bytes = 0;
+const started = performance.now();
+
+const server = listen({ host: flags.host, port: portFlag(flags.port), reactor }, (conn) => {
+  connections++;
+  conn.on("data", (chunk) => {
+    bytes += chunk.byteLength;
+    // Backpressure: stop reading while the peer is not reading its echo.
+    if (!conn.write(chunk)) conn.pause();
+  });
+  conn.on("drain", () => conn.resume());
+  conn.on("error", () => {}); // a reset peer closes only its own connection
+});
+
+const address = server.address.family === "unix"
+  ? server.address.path
+  : formatHostPort(server.address.address, server.address.port);
+console.log(`listening on ${address}`);
+
+await runUntilSignal(reactor, flags.sync, () => {
+  server.close({ closeConnections: true });
+});
+const seconds = (performance.now() - started) / 1000;
+console.log(
+  `echo: served ${connections} connections, echoed ${bytes} bytes in ${seconds.toFixed(1)} s (${reactor.selector.name}${
+    flags.sync ? ", sync" : ""
+  })`,
+);
+reactor.close();

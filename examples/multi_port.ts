@@ -1,0 +1,45 @@
+/**
+ * One reactor, several listening ports: each accepted peer is logged with the
+ * port it came in on, and everything is echoed.
+ *
+ *   deno run --allow-ffi examples/multi_port.ts --ports 8000,8006
+ *
+ * Prints one `listening on HOST:PORT` line per port, then
+ * `accepted PEER on port PORT` per connection; exits 0 on SIGINT/SIGTERM.
+ *
+ * @module
+ */
+
+import { formatAddress, listen, Reactor, type Server } from "../mod.ts";
+import { backendFlag, parseFlags, portFlag, runUntilSignal } from "./_cli.ts";
+
+const flags = parseFlags("Usage: deno run --allow-ffi examples/multi_port.ts [options]", {
+  host: { type: "string", default: "127.0.0.1", help: "Address to listen on" },
+  ports: { type: "string", default: "8000,8006", help: "Comma-separated ports (0 = a free port)" },
+  backend: { type: "string", default: "auto", help: "Selector: epoll, poll or select" },
+  sync: { type: "boolean", help: "Use the blocking runSync() loop" },
+});
+
+const reactor = new Reactor({ backend: backendFlag(flags.backend) });
+const servers: Server[] = [];
+let connections = 0;
+
+for (const text of flags.ports.split(",")) {
+  const server = listen({ host: flags.host, port: portFlag(text.trim()), reactor }, (conn) => {
+    connections++;
+    console.log(`accepted ${formatAddress(conn.remoteAddress!)} on port ${server.port}`);
+    conn.on("data", (chunk) => {
+      if (!conn.write(chunk)) conn.pause();
+    });
+    conn.on("drain", () => conn.resume());
+    conn.on("error", () => {});
+  });
+  servers.push(server);
+  console.log(`listening on ${formatAddress(server.address)}`);
+}
+
+await runUntilSignal(reactor, flags.sync, () => {
+  for (const s of servers) s.close({ closeConnections: true });
+});
+console.log(`multi_port: served ${connections} connections on ${servers.length} ports`);
+reactor.close();

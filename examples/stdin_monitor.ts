@@ -1,0 +1,85 @@
+/**
+ * One loop, two sources: lines typed on stdin (fd 0, watched by the reactor)
+ * and a timer ticking every second.
+ *
+ *   deno run --allow-ffi examples/stdin_monitor.ts
+ *
+ * Prints `stdin: <line>` for each line, `tick N` each interval; exits 0 at
+ * end of input (Ctrl-D) or on SIGINT/SIGTERM.
+ *
+ * @module
+ */
+
+import { OSError, Reactor } from "../mod.ts";
+import { read, setNonBlocking, WOULD_BLOCK } from "../ffi/mod.ts";
+import { backendFlag, parseFlags, runUntilSignal } from "./_cli.ts";
+
+const flags = parseFlags("Usage: deno run --allow-ffi examples/stdin_monitor.ts [options]", {
+  interval: { type: "string", default: "1000", help: "Tick interval in ms" },
+  backend: { type: "string", default: "auto", help: "Selector: epoll, poll or select" },
+  sync: { type: "boolean", help: "Use the blocking runSync() loop" },
+});
+const interval = Number(flags.interval);
+if (!(interval >= 1)) {
+  console.error(`--interval must be a number of ms ≥ 1, got ${JSON.stringify(flags.interval)}`);
+  Deno.exit(2);
+}
+
+let reactor = new Reactor({ backend: backendFlag(flags.backend) });
+const decoder = new TextDecoder();
+const buf = new Uint8Array(4096);
+let pending = "";
+let ticks = 0;
+let lines = 0;
+
+// A terminal or pipe on fd 0 is shared with the parent: make it non-blocking only while we run.
+setNonBlocking(0, true);
+const tick = () => console.log(`tick ${++ticks}`);
+let timer = reactor.callEvery(interval, tick);
+
+function finish(): void {
+  timer.cancel();
+  reactor.removeReader(0);
+  reactor.stop();
+}
+
+function onStdin(): void {
+  const n = read(0, buf);
+  if (n === WOULD_BLOCK) return;
+  if (n === 0) {
+    if (pending) {
+      console.log(`stdin: ${pending}`);
+      lines++;
+    }
+    finish();
+    return;
+  }
+  pending += decoder.decode(buf.subarray(0, n), { stream: true });
+  let nl: number;
+  while ((nl = pending.indexOf("\n")) >= 0) {
+    console.log(`stdin: ${pending.slice(0, nl)}`);
+    lines++;
+    pending = pending.slice(nl + 1);
+  }
+}
+
+try {
+  reactor.addReader(0, onStdin);
+} catch (err) {
+  // epoll refuses regular files and /dev/null (EPERM); poll reports them always readable, which is right.
+  if (!(err instanceof OSError) || err.code !== "EPERM") throw err;
+  console.error("stdin is a file epoll cannot watch (EPERM); using the poll backend");
+  timer.cancel();
+  reactor.close();
+  reactor = new Reactor({ backend: "poll" });
+  timer = reactor.callEvery(interval, tick);
+  reactor.addReader(0, onStdin);
+}
+
+try {
+  await runUntilSignal(reactor, flags.sync, finish);
+} finally {
+  setNonBlocking(0, false);
+}
+console.log(`stdin_monitor: ${lines} lines, ${ticks} ticks`);
+reactor.close();

@@ -1,0 +1,26 @@
+/**
+ * fdloop: a reactor for Deno that talks to the kernel through FFI to libc —
+ * epoll, poll and select selectors, a callback loop with timers, and
+ * buffered TCP/Unix/UDP transports with backpressure.
+ *
+ * Run with `--allow-ffi` (plain, not `--allow-ffi=libc.so.6`).
+ *
+ * @example
+ * ```ts
+ * import { listen, Reactor } from "@fdloop/fdloop";
+ * const reactor = new Reactor();
+ * const server = listen({ host: "127.0.0.1", port: 0, reactor }, (conn) => {
+ *   conn.on("data", (chunk) => conn.write(chunk)); // echo
+ * });
+ * console.log(`listening on 127.0.0.1:${server.port}`);
+ * reactor.callLater(100, () => server.close().then(() => reactor.stop()));
+ * await reactor.run();
+ * reactor.close();
+ * ```
+ *
+ * @module
+ */
+
+export * from "./reactor/mod.ts";
+export * from "./net/mod.ts";
+export { Errno, errnoName, OSError } from "./ffi/mod.ts";

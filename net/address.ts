@@ -1,0 +1,69 @@
+/**
+ * Addresses: numeric hosts, `localhost`, and Unix paths.
+ *
+ * @module
+ */
+
+import { encodeSockaddr, parseIPv4, parseIPv6, type SocketAddress } from "../ffi/mod.ts";
+
+export type { SocketAddress };
+
+/** A TCP/UDP endpoint. */
+export interface HostPort {
+  /** A numeric IPv4/IPv6 address or `localhost`. */
+  host?: string;
+  /** The port; 0 asks the kernel for a free one when listening. */
+  port: number;
+}
+
+/** A Unix socket endpoint. */
+export interface UnixPath {
+  /** The socket file's path (at most 107 bytes). */
+  path: string;
+}
+
+/**
+ * Turns a host into a numeric address. Numeric IPv4/IPv6 pass through;
+ * `localhost` is 127.0.0.1. Anything else is refused at once — fdloop does
+ * not resolve names yet, and never hangs trying.
+ *
+ * @throws {TypeError} for a name that would need DNS.
+ * @example
+ * ```ts
+ * import { resolveHost } from "@fdloop/fdloop/net";
+ * console.log(resolveHost("localhost")); // "127.0.0.1"
+ * ```
+ */
+export function resolveHost(host: string): string {
+  if (host === "localhost") return "127.0.0.1";
+  if (parseIPv4(host)) return host;
+  const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  if (parseIPv6(bare)) return bare;
+  throw new TypeError(
+    `Cannot use host ${JSON.stringify(host)}: name resolution is not supported yet; use a numeric address or localhost`,
+  );
+}
+
+/** Encodes an endpoint for bind/connect/sendto, with a printable form for messages. */
+export function endpoint(
+  addr: HostPort | UnixPath,
+  defaultHost = "127.0.0.1",
+): { buf: Uint8Array; len: number; family: number; text: string } {
+  if ("path" in addr && typeof addr.path === "string") {
+    return { ...encodeSockaddr({ path: addr.path }), text: addr.path };
+  }
+  const { host = defaultHost, port } = addr as HostPort;
+  const numeric = resolveHost(host);
+  const enc = encodeSockaddr({ host: numeric, port });
+  return { ...enc, text: formatHostPort(numeric, port) };
+}
+
+/** `127.0.0.1:80` or `[::1]:80`. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** A printable form of a decoded address. */
+export function formatAddress(addr: SocketAddress): string {
+  return addr.family === "unix" ? addr.path : formatHostPort(addr.address, addr.port);
+}

@@ -1,0 +1,453 @@
+/**
+ * `Connection`: a buffered, non-blocking stream socket (TCP or Unix).
+ *
+ * @module
+ */
+
+import {
+  close as closeFd,
+  Errno,
+  getPeerName,
+  getSockName,
+  IPPROTO_TCP,
+  MAX_GATHER,
+  MSG_NOSIGNAL,
+  OSError,
+  recv,
+  send,
+  sendChunks,
+  setSockOptInt,
+  SHUT_WR,
+  shutdown,
+  SO_KEEPALIVE,
+  type SocketAddress,
+  socketError,
+  SOL_SOCKET,
+  TCP_KEEPIDLE,
+  TCP_NODELAY,
+  WOULD_BLOCK,
+} from "../ffi/mod.ts";
+import type { Reactor, TimerHandle } from "../reactor/mod.ts";
+import { Emitter } from "./emitter.ts";
+
+/** Events of a {@linkcode Connection}. */
+export interface ConnectionEvents {
+  /** Connected (client connections only). */
+  connect: () => void;
+  /**
+   * Bytes arrived. `chunk` is a view into a buffer the reactor reuses: it is
+   * valid only during the call — copy it (`chunk.slice()`) to keep it.
+   */
+  data: (chunk: Uint8Array) => void;
+  /** The peer half-closed: no more data will arrive. */
+  end: () => void;
+  /** The write queue fell below the low-water mark after `write()` returned false. */
+  drain: () => void;
+  /** An error; `close` follows. */
+  error: (error: Error) => void;
+  /** Closed, exactly once; `error` is set when an error closed it. */
+  close: (error?: Error) => void;
+}
+
+/** Options of a {@linkcode Connection}. */
+export interface ConnectionOptions {
+  /** `write()` returns false at or above this many queued bytes (default 64 KiB). */
+  highWaterMark?: number;
+  /** `drain` fires when the queue falls to this many bytes (default 16 KiB). */
+  lowWaterMark?: number;
+  /**
+   * Hard limit of queued bytes (default 16 MiB). A writer that ignores
+   * `write()` returning false and goes past it gets the connection destroyed
+   * with `ENOBUFS`, instead of growing memory without bound.
+   */
+  maxWriteBuffer?: number;
+  /** Keep the writable side open after the peer's `end` (default false: `end()` is called for you). */
+  allowHalfOpen?: boolean;
+}
+
+/** Bytes read per `recv` (one buffer shared by every connection of the thread). */
+export const READ_SIZE = 64 * 1024;
+const readBuf = new Uint8Array(READ_SIZE);
+const encoder = new TextEncoder();
+
+let connectionCount = 0;
+
+/**
+ * A stream connection driven by a {@linkcode Reactor}: reads are delivered as
+ * `data` events, writes are queued and flushed when the socket is writable
+ * (several chunks gathered in one `sendmsg`), with backpressure through
+ * `write()`'s return value and `drain`.
+ *
+ * @example
+ * ```ts
+ * import { listen } from "@fdloop/fdloop/net";
+ * const server = listen({ port: 0 }, (conn) => {
+ *   conn.on("data", (chunk) => conn.write(chunk)); // echo
+ *   conn.on("end", () => conn.end());
+ * });
+ * console.log(server.address);
+ * await server.close();
+ * ```
+ */
+export class Connection extends Emitter<ConnectionEvents> {
+  /** The socket's fd, or -1 once closed. */
+  fd: number;
+  /** The reactor driving this connection. */
+  readonly reactor: Reactor;
+  /** Bytes received so far. */
+  bytesRead = 0;
+  /** Bytes handed to the kernel so far. */
+  bytesWritten = 0;
+  readonly #high: number;
+  readonly #low: number;
+  readonly #max: number;
+  readonly #allowHalfOpen: boolean;
+  #queue: Uint8Array[] = [];
+  #head = 0;
+  #queued = 0;
+  #needDrain = false;
+  #connecting = false;
+  #reading = false;
+  #paused = false;
+  #writing = false;
+  #ending = false;
+  #writeShut = false;
+  #readEnded = false;
+  #destroyed = false;
+  #connectTimer: TimerHandle | null = null;
+  #local: SocketAddress | undefined;
+  #remote: SocketAddress | undefined;
+  readonly #onReadable = (): void => this.#read();
+  readonly #onWritable = (): void => this.#writable();
+
+  /**
+   * Wraps a connected (or connecting) non-blocking socket. Usually made by
+   * `listen()` or `connect()`, not directly.
+   *
+   * @param reactor The reactor to register with.
+   * @param fd A non-blocking stream socket; the connection owns it from now on.
+   * @param options Buffering options.
+   * @param connecting True while a non-blocking connect is in progress.
+   */
+  constructor(reactor: Reactor, fd: number, options: ConnectionOptions = {}, connecting = false) {
+    super();
+    this.reactor = reactor;
+    this.fd = fd;
+    this.#high = options.highWaterMark ?? 64 * 1024;
+    this.#low = Math.min(options.lowWaterMark ?? 16 * 1024, this.#high);
+    this.#max = Math.max(options.maxWriteBuffer ?? 16 * 1024 * 1024, this.#high);
+    this.#allowHalfOpen = options.allowHalfOpen ?? false;
+    this.#connecting = connecting;
+    connectionCount++;
+    if (connecting) {
+      reactor.addWriter(fd, this.#onWritable);
+      this.#writing = true;
+    } else {
+      this.#startReading();
+    }
+  }
+
+  /** Number of connections open in this process (all reactors). */
+  static get openCount(): number {
+    return connectionCount;
+  }
+
+  /** Bytes queued and not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.#queued;
+  }
+
+  /** True once destroyed or fully closed. */
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /** True while a client connect is in progress. */
+  get connecting(): boolean {
+    return this.#connecting;
+  }
+
+  /** True after `end()` was called (writes are refused from then on). */
+  get writableEnded(): boolean {
+    return this.#ending;
+  }
+
+  /** True after the peer's `end` was read. */
+  get readableEnded(): boolean {
+    return this.#readEnded;
+  }
+
+  /** The local address (`getsockname`). */
+  get localAddress(): SocketAddress | undefined {
+    if (this.#local === undefined && this.fd >= 0) this.#local = getSockName(this.fd);
+    return this.#local;
+  }
+
+  /** The peer's address (`getpeername`); cached once known, so it survives close. */
+  get remoteAddress(): SocketAddress | undefined {
+    if (this.#remote === undefined && this.fd >= 0 && !this.#connecting) {
+      try {
+        this.#remote = getPeerName(this.fd);
+      } catch (err) {
+        if (!(err instanceof OSError) || err.code !== "ENOTCONN") throw err;
+      }
+    }
+    return this.#remote;
+  }
+
+  /**
+   * Queues `data` and flushes what the socket takes now.
+   *
+   * @returns false when the queue is at or above the high-water mark: wait
+   *   for `drain` before writing more.
+   * @throws {Error} (code `ERR_WRITE_AFTER_END`) after `end()` or `destroy()`.
+   */
+  write(data: Uint8Array | string): boolean {
+    if (this.#ending || this.#destroyed) {
+      const err = new Error(
+        this.#destroyed ? "Cannot write to a destroyed connection" : "Cannot write after end()",
+      ) as Error & { code: string };
+      err.code = "ERR_WRITE_AFTER_END";
+      throw err;
+    }
+    const bytes = typeof data === "string" ? encoder.encode(data) : data;
+    if (bytes.byteLength === 0) return this.#queued < this.#high;
+    let offset = 0;
+    if (this.#queued === 0 && !this.#connecting) {
+      // Fast path: straight to the kernel, queue only what it does not take.
+      let n: number;
+      try {
+        n = send(this.fd, bytes, bytes.byteLength, MSG_NOSIGNAL);
+      } catch (err) {
+        this.destroy(err as Error);
+        return false;
+      }
+      if (n === bytes.byteLength) {
+        this.bytesWritten += n;
+        return true;
+      }
+      if (n > 0) {
+        offset = n;
+        this.bytesWritten += n;
+      }
+    }
+    const rest = offset === 0 && typeof data === "string" ? bytes : bytes.slice(offset);
+    if (this.#queued + rest.byteLength > this.#max) {
+      this.destroy(
+        new OSError(
+          Errno.ENOBUFS,
+          "write",
+          `Cannot queue ${rest.byteLength} more bytes on fd ${this.fd}`,
+          `the write buffer holds ${this.#queued} bytes, its limit is ${this.#max} (wait for "drain")`,
+        ),
+      );
+      return false;
+    }
+    this.#queue.push(rest);
+    this.#queued += rest.byteLength;
+    if (!this.#writing && !this.#connecting) {
+      this.reactor.addWriter(this.fd, this.#onWritable);
+      this.#writing = true;
+    }
+    const below = this.#queued < this.#high;
+    if (!below) this.#needDrain = true;
+    return below;
+  }
+
+  /**
+   * Half-closes: writes `data` if given, then sends FIN (`shutdown(SHUT_WR)`)
+   * once the queue is flushed. Reading goes on until the peer ends too.
+   */
+  end(data?: Uint8Array | string): void {
+    if (this.#ending || this.#destroyed) return;
+    if (data !== undefined) this.write(data);
+    this.#ending = true;
+    if (this.#queued === 0 && !this.#connecting) this.#shutWrite();
+  }
+
+  /** Closes at once: drops the queue, closes the fd, emits `error` (if given) and `close`. */
+  destroy(error?: Error): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#connectTimer?.cancel();
+    const fd = this.fd;
+    if (this.#reading) this.reactor.removeReader(fd);
+    if (this.#writing) this.reactor.removeWriter(fd);
+    this.#reading = this.#writing = false;
+    this.#queue = [];
+    this.#head = 0;
+    this.#queued = 0;
+    this.fd = -1;
+    connectionCount--;
+    try {
+      closeFd(fd);
+    } catch {
+      // EBADF would be a bug elsewhere; the fd is gone either way.
+    }
+    this.reactor.callSoon(() => {
+      if (error) this.emit("error", error);
+      this.emit("close", error);
+    });
+  }
+
+  /** Stops reading (and so stops `data` events) until `resume()`. */
+  pause(): void {
+    this.#paused = true;
+    if (this.#reading) {
+      this.reactor.removeReader(this.fd);
+      this.#reading = false;
+    }
+  }
+
+  /** Resumes reading after `pause()`. */
+  resume(): void {
+    this.#paused = false;
+    this.#startReading();
+  }
+
+  /** Whether reading is paused. */
+  get isPaused(): boolean {
+    return this.#paused;
+  }
+
+  /** Sets `TCP_NODELAY` (disables Nagle's algorithm). TCP only. */
+  setNoDelay(on = true): this {
+    setSockOptInt(this.fd, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
+    return this;
+  }
+
+  /** Sets `SO_KEEPALIVE`, and `TCP_KEEPIDLE` (seconds, rounded up) when `initialDelayMs` > 0. TCP only. */
+  setKeepAlive(on = true, initialDelayMs = 0): this {
+    setSockOptInt(this.fd, SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0);
+    if (on && initialDelayMs > 0) setSockOptInt(this.fd, IPPROTO_TCP, TCP_KEEPIDLE, Math.ceil(initialDelayMs / 1000));
+    return this;
+  }
+
+  /** @internal Arms the connect timeout (client connections). */
+  setConnectTimeout(ms: number, what: string): void {
+    this.#connectTimer = this.reactor.callLater(ms, () => {
+      if (this.#connecting) {
+        this.destroy(new OSError(Errno.ETIMEDOUT, "connect", `Cannot connect to ${what}`, `no answer within ${ms} ms`));
+      }
+    });
+  }
+
+  #startReading(): void {
+    if (this.#reading || this.#paused || this.#readEnded || this.#destroyed || this.#connecting) return;
+    this.reactor.addReader(this.fd, this.#onReadable);
+    this.#reading = true;
+  }
+
+  #read(): void {
+    let n: number;
+    try {
+      n = recv(this.fd, readBuf, READ_SIZE, 0);
+    } catch (err) {
+      this.destroy(err as Error);
+      return;
+    }
+    if (n === WOULD_BLOCK) return;
+    if (n === 0) {
+      this.#readEnded = true;
+      this.reactor.removeReader(this.fd);
+      this.#reading = false;
+      this.emit("end");
+      if (this.#destroyed) return;
+      if (this.#writeShut) this.destroy();
+      else if (!this.#allowHalfOpen) this.end();
+      return;
+    }
+    this.bytesRead += n;
+    const listeners = this.listeners("data");
+    if (listeners === undefined) return;
+    const chunk = readBuf.subarray(0, n);
+    for (let i = 0; i < listeners.length && !this.#destroyed; i++) listeners[i](chunk);
+  }
+
+  #writable(): void {
+    if (this.#connecting) {
+      let err = 0;
+      try {
+        err = socketError(this.fd);
+      } catch (e) {
+        this.destroy(e as Error);
+        return;
+      }
+      if (err !== 0) {
+        this.destroy(new OSError(err, "connect", `Cannot connect fd ${this.fd}`));
+        return;
+      }
+      this.#connecting = false;
+      this.#connectTimer?.cancel();
+      this.#connectTimer = null;
+      this.#startReading();
+      this.emit("connect");
+      if (this.#destroyed) return;
+      if (this.#queued === 0) {
+        this.reactor.removeWriter(this.fd);
+        this.#writing = false;
+        if (this.#ending) this.#shutWrite();
+        return;
+      }
+    }
+    this.#flush();
+  }
+
+  #flush(): void {
+    const queue = this.#queue;
+    while (this.#head < queue.length) {
+      const count = Math.min(queue.length - this.#head, MAX_GATHER);
+      let n: number;
+      try {
+        n = count === 1
+          ? send(this.fd, queue[this.#head], queue[this.#head].byteLength, MSG_NOSIGNAL)
+          : sendChunks(this.fd, queue, this.#head, count, MSG_NOSIGNAL);
+      } catch (err) {
+        this.destroy(err as Error);
+        return;
+      }
+      if (n === WOULD_BLOCK) break;
+      this.bytesWritten += n;
+      this.#queued -= n;
+      while (n > 0) {
+        const c = queue[this.#head];
+        if (n >= c.byteLength) {
+          n -= c.byteLength;
+          queue[this.#head++] = undefined as unknown as Uint8Array;
+        } else {
+          queue[this.#head] = c.subarray(n);
+          n = 0;
+        }
+      }
+    }
+    if (this.#head === queue.length) {
+      queue.length = 0;
+      this.#head = 0;
+      this.reactor.removeWriter(this.fd);
+      this.#writing = false;
+      if (this.#ending) this.#shutWrite();
+    } else if (this.#head > 1024) {
+      queue.splice(0, this.#head);
+      this.#head = 0;
+    }
+    if (this.#needDrain && this.#queued <= this.#low && !this.#destroyed) {
+      this.#needDrain = false;
+      this.emit("drain");
+    }
+  }
+
+  #shutWrite(): void {
+    if (this.#writeShut || this.#destroyed) return;
+    this.#writeShut = true;
+    try {
+      shutdown(this.fd, SHUT_WR);
+    } catch (err) {
+      // ENOTCONN: the peer is already gone; anything else is reported.
+      if (!(err instanceof OSError) || err.code !== "ENOTCONN") {
+        this.destroy(err as Error);
+        return;
+      }
+    }
+    if (this.#readEnded) this.destroy();
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * A small typed event emitter shared by the transports.
+ *
+ * @module
+ */
+
+// deno-lint-ignore no-explicit-any
+type Listener = (...args: any[]) => void;
+
+/**
+ * Typed `on`/`off`/`once` listeners. Listeners run synchronously in the order
+ * they were added; an exception propagates to the caller of `emit` (inside the
+ * reactor, that is the reactor's `onError` hook).
+ *
+ * @example
+ * ```ts
+ * import { Emitter } from "@fdloop/fdloop/net";
+ * class Bell extends Emitter<{ ring: (times: number) => void }> {
+ *   ring(): void {
+ *     this.emit("ring", 2);
+ *   }
+ * }
+ * new Bell().on("ring", (n) => console.log("ring ×", n)).ring();
+ * ```
+ */
+export class Emitter<E extends { [K in keyof E]: Listener }> {
+  #listeners: { [K in keyof E]?: E[K][] } = {};
+
+  /** Adds `listener` for `event`. */
+  on<K extends keyof E>(event: K, listener: E[K]): this {
+    (this.#listeners[event] ??= []).push(listener);
+    return this;
+  }
+
+  /** Adds `listener` for the next `event` only. */
+  once<K extends keyof E>(event: K, listener: E[K]): this {
+    const wrapper = ((...args: Parameters<E[K]>) => {
+      this.off(event, wrapper);
+      listener(...args);
+    }) as E[K];
+    return this.on(event, wrapper);
+  }
+
+  /** Removes `listener` from `event`. */
+  off<K extends keyof E>(event: K, listener: E[K]): this {
+    const list = this.#listeners[event];
+    if (list) {
+      const i = list.indexOf(listener);
+      if (i >= 0) this.#listeners[event] = list.filter((_, j) => j !== i);
+    }
+    return this;
+  }
+
+  /** Number of listeners of `event`. */
+  listenerCount<K extends keyof E>(event: K): number {
+    return this.#listeners[event]?.length ?? 0;
+  }
+
+  /** Calls the listeners of `event` with `args`. Returns whether there were any. */
+  protected emit<K extends keyof E>(event: K, ...args: Parameters<E[K]>): boolean {
+    const list = this.#listeners[event];
+    if (list === undefined || list.length === 0) return false;
+    for (let i = 0; i < list.length; i++) list[i](...args);
+    return true;
+  }
+
+  /** The listener array of `event` (for allocation-free hot paths); do not mutate it. */
+  protected listeners<K extends keyof E>(event: K): readonly E[K][] | undefined {
+    return this.#listeners[event];
+  }
+}

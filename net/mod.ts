@@ -1,0 +1,34 @@
+/**
+ * Transports on the reactor: TCP (IPv4/IPv6) and Unix stream servers and
+ * clients with buffered writes and backpressure, and UDP.
+ *
+ * @example
+ * ```ts
+ * import { connect, listen } from "@fdloop/fdloop/net";
+ * import { Reactor } from "@fdloop/fdloop/reactor";
+ * const reactor = new Reactor();
+ * const server = listen({ port: 0, reactor }, (conn) => {
+ *   conn.on("data", (chunk) => conn.write(chunk));
+ * });
+ * const client = connect({ port: server.port, reactor });
+ * client.write("ping");
+ * client.on("data", (chunk) => {
+ *   console.log(new TextDecoder().decode(chunk)); // "ping"
+ *   client.destroy();
+ *   server.close({ closeConnections: true }).then(() => reactor.stop());
+ * });
+ * await reactor.run();
+ * reactor.close();
+ * ```
+ *
+ * @module
+ */
+
+export { endpoint, formatAddress, formatHostPort, type HostPort, resolveHost, type UnixPath } from "./address.ts";
+export { Emitter } from "./emitter.ts";
+export { Connection, type ConnectionEvents, type ConnectionOptions, READ_SIZE } from "./connection.ts";
+export { listen, type ListenOptions, Server, type ServerEvents } from "./server.ts";
+export { connect, type ConnectOptions } from "./client.ts";
+export { bindUdp, type UdpEvents, type UdpOptions, UdpSocket } from "./udp.ts";
+export { defaultReactor } from "./default_reactor.ts";
+export type { SocketAddress } from "../ffi/mod.ts";

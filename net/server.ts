@@ -1,0 +1,286 @@
+/**
+ * `listen()` and `Server`: accepting stream connections (TCP over IPv4/IPv6, Unix).
+ *
+ * @module
+ */
+
+import {
+  accept,
+  AF_INET6,
+  AF_UNIX,
+  bind,
+  close as closeFd,
+  eventfd,
+  getSockName,
+  listen as listenFd,
+  OSError,
+  setSockOptInt,
+  setV6Only,
+  SO_REUSEADDR,
+  SO_REUSEPORT,
+  SOCK_STREAM,
+  socket,
+  type SocketAddress,
+  SOL_SOCKET,
+  unlink,
+  WOULD_BLOCK,
+} from "../ffi/mod.ts";
+import type { Reactor, TimerHandle } from "../reactor/mod.ts";
+import { endpoint, type HostPort, type UnixPath } from "./address.ts";
+import { Connection, type ConnectionOptions } from "./connection.ts";
+import { defaultReactor } from "./default_reactor.ts";
+import { Emitter } from "./emitter.ts";
+
+/** Options of {@linkcode listen}. */
+export interface ListenOptions extends ConnectionOptions {
+  /** Host to bind (default `127.0.0.1`); `::` binds IPv6 and, unless `ipv6Only`, IPv4 too. */
+  host?: string;
+  /** Port (0 = a free port, see `server.address`). */
+  port?: number;
+  /** A Unix socket path instead of host/port; the file is removed on close. */
+  path?: string;
+  /** `listen()` backlog (default 511). */
+  backlog?: number;
+  /** `SO_REUSEADDR` (default true for TCP). */
+  reuseAddr?: boolean;
+  /** `SO_REUSEPORT`: several listeners on one port, the kernel spreads connections. */
+  reusePort?: boolean;
+  /** `IPV6_V6ONLY` for an IPv6 host (default false: `::` is dual-stack). */
+  ipv6Only?: boolean;
+  /** The reactor (default: {@linkcode defaultReactor}). */
+  reactor?: Reactor;
+  /** Most connections accepted per readiness event, for fairness (default 64). */
+  acceptBatch?: number;
+}
+
+/** Events of a {@linkcode Server}. */
+export interface ServerEvents {
+  /** A new connection. */
+  connection: (conn: Connection) => void;
+  /**
+   * The process ran out of fds (`EMFILE`/`ENFILE`): `shed` pending
+   * connections were accepted and closed at once, and accepting pauses for a
+   * moment if even that failed.
+   */
+  overload: (error: OSError, shed: number) => void;
+  /** An accept error other than running out of fds. */
+  error: (error: Error) => void;
+  /** The listener closed and, if `close()` waited, every connection too. */
+  close: () => void;
+}
+
+const RETRY_MS = 100;
+
+/**
+ * A listening socket that accepts connections on its reactor.
+ *
+ * @example
+ * ```ts
+ * import { listen } from "@fdloop/fdloop/net";
+ * const server = listen({ host: "127.0.0.1", port: 0 }, (conn) => conn.end("hello\n"));
+ * console.log(`listening on 127.0.0.1:${server.port}`);
+ * await server.close();
+ * ```
+ */
+export class Server extends Emitter<ServerEvents> {
+  /** The listening fd, or -1 once closed. */
+  fd: number;
+  /** The reactor accepting for this server. */
+  readonly reactor: Reactor;
+  /** The bound address (with the real port when 0 was asked). */
+  readonly address: SocketAddress;
+  /** Connections accepted and still open. */
+  readonly connections: Set<Connection> = new Set();
+  /** Connections accepted in total. */
+  accepted = 0;
+  /** Connections accepted and closed at once because fds ran out. */
+  shed = 0;
+  readonly #options: ConnectionOptions;
+  readonly #batch: number;
+  readonly #path: string | undefined;
+  #reserveFd: number;
+  #paused = false;
+  #retry: TimerHandle | null = null;
+  #closed = false;
+  #closeWaiters: (() => void)[] = [];
+  readonly #onAcceptable = (): void => this.#accept();
+
+  /** Prefer {@linkcode listen}. */
+  constructor(options: ListenOptions) {
+    super();
+    this.reactor = options.reactor ?? defaultReactor();
+    this.#options = options;
+    this.#batch = options.acceptBatch ?? 64;
+    const ep = endpoint(
+      options.path !== undefined ? { path: options.path } : { host: options.host, port: options.port ?? 0 },
+    );
+    const fd = socket(ep.family, SOCK_STREAM);
+    try {
+      if (ep.family !== AF_UNIX) {
+        if (options.reuseAddr ?? true) setSockOptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+        if (options.reusePort) setSockOptInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+        if (ep.family === AF_INET6) setV6Only(fd, options.ipv6Only ?? false);
+      }
+      bind(fd, ep.buf, ep.len, ep.text);
+      listenFd(fd, options.backlog ?? 511);
+      this.address = getSockName(fd);
+      this.reactor.addReader(fd, this.#onAcceptable);
+    } catch (err) {
+      closeFd(fd);
+      throw err;
+    }
+    this.fd = fd;
+    this.#path = options.path;
+    // A spare fd to give back when the table is full, so pending connections can be shed (libuv's trick).
+    this.#reserveFd = eventfd();
+  }
+
+  /** The bound TCP port (0 for a Unix socket). */
+  get port(): number {
+    return this.address.family === "unix" ? 0 : this.address.port;
+  }
+
+  /** Whether accepting is paused after running out of fds. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /**
+   * Stops accepting and closes the listener (a Unix socket file is removed).
+   * Open connections are left to finish unless `closeConnections` is set.
+   *
+   * @returns A promise that resolves once the listener and every connection are closed
+   *   (the reactor must be running for connections to finish).
+   */
+  close(options: { closeConnections?: boolean } = {}): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#retry?.cancel();
+      if (!this.#paused) this.reactor.removeReader(this.fd);
+      closeFd(this.fd);
+      this.fd = -1;
+      if (this.#reserveFd >= 0) closeFd(this.#reserveFd);
+      this.#reserveFd = -1;
+      if (this.#path !== undefined) unlink(this.#path);
+    }
+    if (options.closeConnections) { for (const c of [...this.connections]) c.destroy(); }
+    const done = new Promise<void>((resolve) => this.#closeWaiters.push(resolve));
+    this.#maybeClosed();
+    return done;
+  }
+
+  #maybeClosed(): void {
+    if (!this.#closed || this.connections.size > 0 || this.#closeWaiters.length === 0) return;
+    const waiters = this.#closeWaiters;
+    this.#closeWaiters = [];
+    this.emit("close");
+    for (const w of waiters) w();
+  }
+
+  #accept(): void {
+    for (let i = 0; i < this.#batch && !this.#closed; i++) {
+      let fd: number;
+      try {
+        fd = accept(this.fd);
+      } catch (err) {
+        if (err instanceof OSError && (err.code === "EMFILE" || err.code === "ENFILE")) {
+          this.#overload(err);
+        } else {
+          this.emit("error", err as Error);
+        }
+        return;
+      }
+      if (fd === WOULD_BLOCK) return;
+      this.#adopt(fd);
+    }
+  }
+
+  #adopt(fd: number): void {
+    this.accepted++;
+    const conn = new Connection(this.reactor, fd, this.#options);
+    this.connections.add(conn);
+    conn.on("close", () => {
+      this.connections.delete(conn);
+      this.#maybeClosed();
+    });
+    try {
+      this.emit("connection", conn);
+    } catch (err) {
+      // A throwing handler must not leak the connection it was given.
+      conn.destroy(err as Error);
+      throw err;
+    }
+  }
+
+  /** Out of fds: shed pending connections through the reserve fd, or pause accepting for a while. */
+  #overload(error: OSError): void {
+    let shed = 0;
+    if (this.#reserveFd >= 0) {
+      closeFd(this.#reserveFd);
+      this.#reserveFd = -1;
+      for (;;) {
+        let fd: number;
+        try {
+          fd = accept(this.fd);
+        } catch {
+          break;
+        }
+        if (fd === WOULD_BLOCK) break;
+        closeFd(fd);
+        shed++;
+      }
+      try {
+        this.#reserveFd = eventfd();
+      } catch {
+        this.#reserveFd = -1;
+      }
+    }
+    this.shed += shed;
+    if (this.#reserveFd < 0 || shed === 0) this.#pause();
+    this.emit("overload", error, shed);
+  }
+
+  #pause(): void {
+    if (this.#paused || this.#closed) return;
+    this.#paused = true;
+    this.reactor.removeReader(this.fd);
+    this.#retry = this.reactor.callLater(RETRY_MS, () => {
+      this.#retry = null;
+      this.#paused = false;
+      if (this.#closed) return;
+      if (this.#reserveFd < 0) {
+        try {
+          this.#reserveFd = eventfd();
+        } catch {
+          // still full: accepting resumes anyway; the next EMFILE pauses again
+        }
+      }
+      this.reactor.addReader(this.fd, this.#onAcceptable);
+    });
+  }
+}
+
+/**
+ * Listens for stream connections on TCP (IPv4 or IPv6) or a Unix socket.
+ *
+ * @param options Where to listen, and how to buffer connections.
+ * @param onConnection Called with each new connection.
+ * @returns The listening server; `server.port` tells the port when 0 was asked.
+ * @throws {OSError} `EADDRINUSE` when the address is taken, `EACCES` for a privileged port, …
+ * @example
+ * ```ts
+ * import { listen } from "@fdloop/fdloop/net";
+ * const server = listen({ port: 0 }, (conn) => {
+ *   conn.on("data", (chunk) => conn.write(chunk));
+ * });
+ * await server.close();
+ * ```
+ */
+export function listen(
+  options: ListenOptions | (HostPort & Omit<ListenOptions, "port">) | (UnixPath & Omit<ListenOptions, "path">),
+  onConnection?: (conn: Connection) => void,
+): Server {
+  const server = new Server(options as ListenOptions);
+  if (onConnection) server.on("connection", onConnection);
+  return server;
+}
