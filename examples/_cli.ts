@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { type BackendName, BACKENDS, Reactor } from "../mod.ts";
+import { type BackendName, BACKENDS, type Reactor } from "../mod.ts";
 
 /** A flag of an example: its type, default and help text. */
 export interface Flag {

@@ -10,7 +10,7 @@ import {
   close as closeFd,
   decodeSockaddr,
   getSockName,
-  OSError,
+  type OSError,
   recvFrom,
   sendTo,
   setSockOptInt,
