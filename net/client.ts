@@ -52,7 +52,7 @@ export function connect(target: (HostPort | UnixPath) & ConnectOptions): Connect
   // Success, failure or in progress, the outcome reaches the caller through the
   // reactor (`connect`, or `error` + `close`), so it is the same for TCP and Unix sockets.
   const conn = new Connection(reactor, fd, target, true);
+  conn.setConnectTarget(ep.text, failure ? undefined : target.timeout);
   if (failure) conn.destroy(failure);
-  else if (target.timeout !== undefined) conn.setConnectTimeout(target.timeout, ep.text);
   return conn;
 }

@@ -13,6 +13,7 @@ import {
   MAX_GATHER,
   MSG_NOSIGNAL,
   OSError,
+  osError,
   recv,
   send,
   sendChunks,
@@ -115,6 +116,9 @@ export class Connection extends Emitter<ConnectionEvents> {
   #readEnded = false;
   #destroyed = false;
   #connectTimer: TimerHandle | null = null;
+  #target: string | undefined;
+  #readableStream: ReadableStream<Uint8Array> | undefined;
+  #writableStream: WritableStream<Uint8Array> | undefined;
   #local: SocketAddress | undefined;
   #remote: SocketAddress | undefined;
   readonly #onReadable = (): void => this.#read();
@@ -323,8 +327,68 @@ export class Connection extends Emitter<ConnectionEvents> {
     return this;
   }
 
-  /** @internal Arms the connect timeout (client connections). */
-  setConnectTimeout(ms: number, what: string): void {
+  /**
+   * The incoming bytes as a web `ReadableStream` (created on first use). Reading
+   * pauses while the stream's queue is full, so `pipeTo` has backpressure.
+   * Use with `reactor.run()`, which lets promises run beside the loop.
+   *
+   * @example
+   * ```ts ignore
+   * await conn.readable.pipeTo(conn.writable); // echo
+   * ```
+   */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readableStream ??= new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.on("data", (chunk) => {
+          controller.enqueue(chunk.slice());
+          if ((controller.desiredSize ?? 1) <= 0) this.pause();
+        });
+        this.on("end", () => controller.close());
+        this.on("close", (error) => {
+          if (this.#readEnded) return;
+          if (error) controller.error(error);
+          else controller.close();
+        });
+      },
+      pull: () => {
+        if (this.#paused && !this.#destroyed) this.resume();
+      },
+      cancel: () => this.destroy(),
+    }, new ByteLengthQueuingStrategy({ highWaterMark: this.#high }));
+  }
+
+  /**
+   * The outgoing side as a web `WritableStream` (created on first use): each
+   * write resolves once the connection's queue is below the high-water mark;
+   * closing the stream calls `end()`, aborting it `destroy()`.
+   */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writableStream ??= new WritableStream<Uint8Array>({
+      write: (chunk) => {
+        if (this.write(chunk)) return;
+        return new Promise<void>((resolve, reject) => {
+          const onDrain = () => {
+            this.off("close", onClose);
+            resolve();
+          };
+          const onClose = (error?: Error) => {
+            this.off("drain", onDrain);
+            reject(error ?? new Error("The connection closed before its data was written"));
+          };
+          this.once("drain", onDrain);
+          this.once("close", onClose);
+        });
+      },
+      close: () => this.end(),
+      abort: (reason) => this.destroy(reason instanceof Error ? reason : undefined),
+    });
+  }
+
+  /** @internal Names the connect target for messages, and arms the connect timeout if `ms` is given. */
+  setConnectTarget(what: string, ms?: number): void {
+    this.#target = what;
+    if (ms === undefined) return;
     this.#connectTimer = this.reactor.callLater(ms, () => {
       if (this.#connecting) {
         this.destroy(new OSError(Errno.ETIMEDOUT, "connect", `Cannot connect to ${what}`, `no answer within ${ms} ms`));
@@ -374,7 +438,7 @@ export class Connection extends Emitter<ConnectionEvents> {
         return;
       }
       if (err !== 0) {
-        this.destroy(new OSError(err, "connect", `Cannot connect fd ${this.fd}`));
+        this.destroy(osError(err, "connect", `Cannot connect to ${this.#target ?? `fd ${this.fd}`}`));
         return;
       }
       this.#connecting = false;
