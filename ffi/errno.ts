@@ -109,6 +109,8 @@ export class OSError extends Error {
   readonly syscall: string;
 
   /**
+   * Makes an error for `errno` from `syscall`.
+   *
    * @param errno The errno value.
    * @param syscall The libc call that failed.
    * @param context What was being done, for the start of the message.

@@ -4,8 +4,9 @@
  * @module
  */
 
+/** Any listener function. */
 // deno-lint-ignore no-explicit-any
-type Listener = (...args: any[]) => void;
+export type Listener = (...args: any[]) => void;
 
 /**
  * Typed `on`/`off`/`once` listeners. Listeners run synchronously in the order

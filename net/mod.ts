@@ -25,7 +25,7 @@
  */
 
 export { endpoint, formatAddress, formatHostPort, type HostPort, resolveHost, type UnixPath } from "./address.ts";
-export { Emitter } from "./emitter.ts";
+export { Emitter, type Listener } from "./emitter.ts";
 export { Connection, type ConnectionEvents, type ConnectionOptions, READ_SIZE } from "./connection.ts";
 export { listen, type ListenOptions, Server, type ServerEvents } from "./server.ts";
 export { connect, type ConnectOptions } from "./client.ts";

@@ -72,6 +72,7 @@ export interface EpollOptions {
  * ```
  */
 export class EpollSelector<T = unknown> extends BaseSelector<T> {
+  /** `"epoll"`. */
   readonly name = "epoll" as const;
   /** The epoll instance's fd. */
   readonly epfd: number;
@@ -83,6 +84,7 @@ export class EpollSelector<T = unknown> extends BaseSelector<T> {
   readonly #ctl = new Uint8Array(16);
   readonly #ctlWords = new Uint32Array(this.#ctl.buffer);
 
+  /** Creates the epoll instance (`epoll_create1`). */
   constructor(options: EpollOptions = {}) {
     const max = options.maxEvents ?? 1024;
     super(max);
@@ -104,14 +106,17 @@ export class EpollSelector<T = unknown> extends BaseSelector<T> {
     epollCtl(this.epfd, op, key.fd, this.#ctl);
   }
 
+  /** Adds a key (see `BaseSelector`). */
   protected add(key: SelectorKey<T>): void {
     this.#ctlOp(EPOLL_CTL_ADD, key);
   }
 
+  /** Applies a key's new events (see `BaseSelector`). */
   protected change(key: SelectorKey<T>): void {
     this.#ctlOp(EPOLL_CTL_MOD, key);
   }
 
+  /** Removes a key (see `BaseSelector`). */
   protected remove(key: SelectorKey<T>): void {
     try {
       this.#ctlOp(EPOLL_CTL_DEL, key);
@@ -121,16 +126,19 @@ export class EpollSelector<T = unknown> extends BaseSelector<T> {
     }
   }
 
+  /** Frees the backend's resources. */
   protected release(): void {
     close(this.epfd);
   }
 
+  /** Waits on the JS thread; see {@linkcode Selector.select}. */
   select(timeoutMs: number): number {
     const n = epollWait(this.epfd, this.#events, this.#max, timeoutToInt(timeoutMs));
     this.interrupted = n === INTERRUPTED;
     return n > 0 ? this.#collect(this.#words, n) : 0;
   }
 
+  /** Waits off the JS thread; see {@linkcode Selector.selectAsync}. */
   async selectAsync(timeoutMs: number): Promise<number> {
     const n = await sym.epoll_wait_nb(this.epfd, this.#parked, this.#max, timeoutToInt(timeoutMs));
     // errno of a nonblocking call is lost on the worker thread: treat -1 like EINTR.

@@ -41,6 +41,7 @@ function interestsToPoll(events: number): number {
  * ```
  */
 export class PollSelector<T = unknown> extends BaseSelector<T> {
+  /** `"poll"`. */
   readonly name = "poll" as const;
   #bytes = new Uint8Array(64 * POLLFD_SIZE);
   #fds = new Int32Array(this.#bytes.buffer);
@@ -49,10 +50,12 @@ export class PollSelector<T = unknown> extends BaseSelector<T> {
   #count = 0;
   #parked = new Uint8Array(0);
 
+  /** Creates an empty pollfd array. */
   constructor() {
     super(64);
   }
 
+  /** Adds a key (see `BaseSelector`). */
   protected add(key: SelectorKey<T>): void {
     this.checkOpen(key.fd);
     const i = this.#count;
@@ -71,10 +74,12 @@ export class PollSelector<T = unknown> extends BaseSelector<T> {
     this.#count = i + 1;
   }
 
+  /** Applies a key's new events (see `BaseSelector`). */
   protected change(key: SelectorKey<T>): void {
     this.#ev[4 * key.index + 2] = interestsToPoll(key.events);
   }
 
+  /** Removes a key (see `BaseSelector`). */
   protected remove(key: SelectorKey<T>): void {
     const i = key.index;
     const last = --this.#count;
@@ -89,17 +94,20 @@ export class PollSelector<T = unknown> extends BaseSelector<T> {
     key.index = -1;
   }
 
+  /** Frees the backend's resources. */
   protected release(): void {
     this.#order = [];
     this.#count = 0;
   }
 
+  /** Waits on the JS thread; see {@linkcode Selector.select}. */
   select(timeoutMs: number): number {
     const n = poll(this.#bytes, this.#count, timeoutToInt(timeoutMs));
     this.interrupted = n === INTERRUPTED;
     return n > 0 ? this.#collect(this.#ev, this.#order, this.#count, n) : 0;
   }
 
+  /** Waits off the JS thread; see {@linkcode Selector.selectAsync}. */
   async selectAsync(timeoutMs: number): Promise<number> {
     // The pending call owns its copy: registrations may change while it waits.
     const count = this.#count;

@@ -124,6 +124,8 @@ export class Reactor {
   };
 
   /**
+   * Makes a reactor with its own selector and wake-up eventfd.
+   *
    * @param options Backend, error hook and cooperation settings.
    */
   constructor(options: ReactorOptions = {}) {

@@ -24,6 +24,7 @@ const WORDS = FD_SET_SIZE / 4;
  * ```
  */
 export class SelectSelector<T = unknown> extends BaseSelector<T> {
+  /** `"select"`. */
   readonly name = "select" as const;
   // The wanted sets, and the working copies the kernel overwrites (sync and parked).
   readonly #wantR = new Uint32Array(WORDS);
@@ -40,10 +41,12 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
   readonly #ptvWords = new Int32Array(this.#ptv.buffer);
   #maxFd = -1;
 
+  /** Creates empty fd sets. */
   constructor() {
     super(64);
   }
 
+  /** Adds a key (see `BaseSelector`). */
   protected add(key: SelectorKey<T>): void {
     if (key.fd >= FD_SETSIZE) {
       throw new RangeError(
@@ -55,10 +58,12 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
     if (key.fd > this.#maxFd) this.#maxFd = key.fd;
   }
 
+  /** Applies a key's new events (see `BaseSelector`). */
   protected change(key: SelectorKey<T>): void {
     this.#apply(key.fd, key.events);
   }
 
+  /** Removes a key (see `BaseSelector`). */
   protected remove(key: SelectorKey<T>): void {
     this.#apply(key.fd, 0);
     if (key.fd === this.#maxFd) {
@@ -68,6 +73,7 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
     }
   }
 
+  /** Frees the backend's resources. */
   protected release(): void {
     this.#wantR.fill(0);
     this.#wantW.fill(0);
@@ -89,6 +95,7 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
     return tv;
   }
 
+  /** Waits on the JS thread; see {@linkcode Selector.select}. */
   select(timeoutMs: number): number {
     this.#r.set(this.#wantR);
     this.#w.set(this.#wantW);
@@ -98,6 +105,7 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
     return n > 0 ? this.#collect(this.#r, this.#w) : 0;
   }
 
+  /** Waits off the JS thread; see {@linkcode Selector.selectAsync}. */
   async selectAsync(timeoutMs: number): Promise<number> {
     this.#pr.set(this.#wantR);
     this.#pw.set(this.#wantW);

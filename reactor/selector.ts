@@ -34,8 +34,10 @@ export class SelectorKey<T = unknown> {
   /** Whether the key is still registered; false once unregistered (stale events are dropped). */
   active = true;
   /** Backend bookkeeping: the slot of this key in a poll array. */
-  index = -1;
+  index: number = -1;
   /**
+   * Makes a key; selectors do this in `register()`.
+   *
    * @param fd The file descriptor.
    * @param events The wanted events (`EVENT_*` bits).
    * @param data The caller's data.
@@ -126,8 +128,14 @@ export abstract class BaseSelector<T = unknown> implements Selector<T> {
   protected keys: (SelectorKey<T> | undefined)[] = [];
   #size = 0;
   #nextToken = 1;
+  /** Set by `close()`. */
   protected closed = false;
 
+  /**
+   * Sets up the shared bookkeeping.
+   *
+   * @param capacity Initial size of the ready arrays.
+   */
   constructor(capacity: number) {
     this.readyEvents = new Uint32Array(capacity);
   }
@@ -229,6 +237,7 @@ export abstract class BaseSelector<T = unknown> implements Selector<T> {
     }
   }
 
+  /** Validates `fd` and `events`, naming the bad value. */
   private checkArgs(fd: number, events: number): void {
     if (this.closed) throw new Error(`The ${this.name} selector is closed`);
     if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {

@@ -24,6 +24,7 @@ export class TimerHandle {
   cancelled = false;
   /** @internal Position in the heap, or -1. */
   heapIndex = -1;
+  /** Made by the reactor's scheduling methods. */
   constructor(
     /** Due time on the `performance.now()` clock, in ms. */
     public when: number,
@@ -63,6 +64,7 @@ export class TimerHeap {
     return this.#heap.length - this.#cancelled;
   }
 
+  /** Adds a timer. */
   push(h: TimerHandle): void {
     const heap = this.#heap;
     heap.push(h);
@@ -101,6 +103,7 @@ export class TimerHeap {
     if (this.#cancelled > 64 && this.#cancelled * 2 > this.#heap.length) this.#compact();
   }
 
+  /** Drops every timer. */
   clear(): void {
     for (const h of this.#heap) h.heapIndex = -1;
     this.#heap = [];
