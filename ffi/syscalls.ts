@@ -80,8 +80,9 @@ export function check(res: number, syscall: string): number {
   return res;
 }
 
-function guardLength(len: number): void {
+function guardLength(len: number, size: number): void {
   if (len > MAX_IO || len < 0) throw new RangeError(`I/O length must be 0 to ${MAX_IO} bytes, got ${len}`);
+  if (len > size) throw new RangeError(`I/O length ${len} exceeds the buffer's ${size} bytes`);
 }
 
 // ---------------------------------------------------------------- epoll
@@ -153,7 +154,7 @@ export function close(fd: number): void {
 
 /** `read(fd, buf, len)`: bytes read, 0 at end of file, or {@linkcode WOULD_BLOCK}. */
 export function read(fd: number, buf: Uint8Array, len: number = buf.byteLength): number {
-  if (len > MAX_IO) guardLength(len);
+  if (len > MAX_IO || len > buf.byteLength) guardLength(len, buf.byteLength);
   for (;;) {
     const n = sym.read(fd, buf, len);
     if (n >= 0) return n;
@@ -166,7 +167,7 @@ export function read(fd: number, buf: Uint8Array, len: number = buf.byteLength):
 
 /** `write(fd, buf, len)`: bytes written or {@linkcode WOULD_BLOCK}. */
 export function write(fd: number, buf: Uint8Array, len: number = buf.byteLength): number {
-  if (len > MAX_IO) guardLength(len);
+  if (len > MAX_IO || len > buf.byteLength) guardLength(len, buf.byteLength);
   for (;;) {
     const n = sym.write(fd, buf, len);
     if (n >= 0) return n;
@@ -179,7 +180,7 @@ export function write(fd: number, buf: Uint8Array, len: number = buf.byteLength)
 
 /** `recv(fd, buf, len, flags)`: bytes read, 0 at end of stream, or {@linkcode WOULD_BLOCK}. */
 export function recv(fd: number, buf: Uint8Array, len: number = buf.byteLength, flags = 0): number {
-  if (len > MAX_IO) guardLength(len);
+  if (len > MAX_IO || len > buf.byteLength) guardLength(len, buf.byteLength);
   for (;;) {
     const n = sym.recv(fd, buf, len, flags);
     if (n >= 0) return n;
@@ -192,7 +193,7 @@ export function recv(fd: number, buf: Uint8Array, len: number = buf.byteLength, 
 
 /** `send(fd, buf, len, flags)`: bytes sent or {@linkcode WOULD_BLOCK}. Pass `MSG_NOSIGNAL` for sockets. */
 export function send(fd: number, buf: Uint8Array, len: number = buf.byteLength, flags = 0): number {
-  if (len > MAX_IO) guardLength(len);
+  if (len > MAX_IO || len > buf.byteLength) guardLength(len, buf.byteLength);
   for (;;) {
     const n = sym.send(fd, buf, len, flags);
     if (n >= 0) return n;
@@ -452,7 +453,7 @@ export function unlink(path: string): void {
  * length in `addrLen[0]`.
  */
 export function recvFrom(fd: number, buf: Uint8Array, addr: Uint8Array, addrLen: Uint32Array): number {
-  if (buf.byteLength > MAX_IO) guardLength(buf.byteLength);
+  if (buf.byteLength > MAX_IO) guardLength(buf.byteLength, buf.byteLength);
   for (;;) {
     addrLen[0] = addr.byteLength;
     const n = sym.recvfrom(fd, buf, buf.byteLength, 0, addr, new Uint8Array(addrLen.buffer, addrLen.byteOffset, 4));
@@ -466,7 +467,7 @@ export function recvFrom(fd: number, buf: Uint8Array, addr: Uint8Array, addrLen:
 
 /** `sendto(fd, buf, len, flags, addr, addrlen)`: bytes sent or {@linkcode WOULD_BLOCK}. */
 export function sendTo(fd: number, buf: Uint8Array, addr: Uint8Array, addrLen: number, flags = 0): number {
-  if (buf.byteLength > MAX_IO) guardLength(buf.byteLength);
+  if (buf.byteLength > MAX_IO) guardLength(buf.byteLength, buf.byteLength);
   for (;;) {
     const n = sym.sendto(fd, buf, buf.byteLength, flags, addr, addrLen);
     if (n >= 0) return n;

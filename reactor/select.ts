@@ -110,22 +110,24 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
     this.#pr.set(this.#wantR);
     this.#pw.set(this.#wantW);
     const tv = this.#timeval(this.#ptv, this.#ptvWords, timeoutMs);
+    // The pending call owns a snapshot of the keys: registrations may change while it waits.
+    const maxFd = this.#maxFd;
+    const keys = this.keys.slice(0, maxFd + 1);
     const n = await sym.select_nb(
-      this.#maxFd + 1,
+      maxFd + 1,
       new Uint8Array(this.#pr.buffer),
       new Uint8Array(this.#pw.buffer),
       null,
       tv,
     );
     this.interrupted = n < 0;
-    return n > 0 && !this.closed ? this.#collect(this.#pr, this.#pw) : 0;
+    return n > 0 && !this.closed ? this.#collect(this.#pr, this.#pw, keys, maxFd) : 0;
   }
 
-  #collect(r: Uint32Array, w: Uint32Array): number {
-    const keys = this.keys;
+  #collect(r: Uint32Array, w: Uint32Array, keys = this.keys, maxFd = this.#maxFd): number {
     const readyKeys = this.readyKeys;
     const readyEvents = this.readyEvents;
-    const words = (this.#maxFd >>> 5) + 1;
+    const words = (maxFd >>> 5) + 1;
     let j = 0;
     for (let word = 0; word < words; word++) {
       let bits = r[word] | w[word];
@@ -134,7 +136,7 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
         const fd = (word << 5) + 31 - Math.clz32(low);
         bits ^= low;
         const key = keys[fd];
-        if (key === undefined) continue;
+        if (key === undefined || !key.active) continue; // unregistered (or replaced) while a wait was pending
         let mask = 0;
         if (r[word] & low) mask |= EVENT_READ;
         if (w[word] & low) mask |= EVENT_WRITE;

@@ -86,7 +86,10 @@ export interface Selector<T = unknown> {
    */
   modify(fd: number, events: number, data: T): SelectorKey<T>;
   /**
-   * Stops watching `fd`. The fd may already be closed.
+   * Stops watching `fd`. Call it before closing the fd: with epoll, a file
+   * still open elsewhere (a `dup`, a child process) keeps its kernel
+   * registration after `close`, and its events are only filtered out.
+   * Unregistering an fd that is already closed does not throw.
    * @throws {OSError} ENOENT if `fd` is not registered.
    */
   unregister(fd: number): SelectorKey<T>;

@@ -1,0 +1,91 @@
+/**
+ * The same libc calls timed from C and from Deno FFI, side by side.
+ *
+ *   deno run -A bench/ffi_vs_c.ts [iterations=1000000] [rounds=3]
+ *
+ * Compiles `bench/c/ffi_baseline.c` with `cc -O2` into a temporary directory,
+ * then alternates rounds: the C program, then the Deno loops (each warmed up
+ * with 1/100 of its iterations, like the C side). Prints the median ns/op per
+ * call with the min–max over the rounds, and Deno/C. Not pinned to a core:
+ * run under `taskset -c 1` for steadier numbers.
+ *
+ * @module
+ */
+
+import { AF_UNIX, close, EPOLL_EVENT_SIZE, epollCreate, F_GETFD, SOCK_STREAM, socketpair, sym } from "../ffi/mod.ts";
+
+const iterations = Number(Deno.args[0] ?? 1_000_000);
+const rounds = Number(Deno.args[1] ?? 3);
+if (!(iterations > 0) || !(rounds > 0)) throw new TypeError("usage: ffi_vs_c.ts [iterations] [rounds]");
+
+const source = new URL("./c/ffi_baseline.c", import.meta.url).pathname;
+const dir = await Deno.makeTempDir({ prefix: "fdloop_ffi_vs_c_" });
+/** fds opened by the Deno loops, closed at the end. */
+const resources: number[] = [];
+
+/** Raw FFI loops, named like the C program's output lines. */
+function denoLoops(): Map<string, () => void> {
+  const ep = epollCreate();
+  const events = new Uint8Array(64 * EPOLL_EVENT_SIZE);
+  const [a, b] = socketpair(AF_UNIX, SOCK_STREAM);
+  const wbuf = new Uint8Array(64);
+  const rbuf = new Uint8Array(64);
+  resources.push(ep, a, b);
+  const check = (ok: boolean, what: string) => {
+    if (!ok) throw new Error(`${what} misbehaved`);
+  };
+  return new Map([
+    ["epoll_wait(ep, buf, 64, 0)", () => check(sym.epoll_wait(ep, events, 64, 0) === 0, "epoll_wait")],
+    ["write 64 B + read 64 B (socketpair)", () => {
+      check(sym.write(a, wbuf, 64) === 64, "write");
+      check(sym.read(b, rbuf, 64) === 64, "read");
+    }],
+    ["read 64 B, empty socket (EAGAIN)", () => check(sym.read(b, rbuf, 64) === -1, "read")],
+    ["fcntl(fd, F_GETFD, 0)", () => check(sym.fcntl(a, F_GETFD, 0) >= 0, "fcntl")],
+  ]);
+}
+
+function timeLoop(op: () => void): number {
+  for (let i = 0; i < iterations / 100; i++) op();
+  const t0 = performance.now();
+  for (let i = 0; i < iterations; i++) op();
+  return ((performance.now() - t0) * 1e6) / iterations;
+}
+
+async function runC(exe: string): Promise<Map<string, number>> {
+  const out = await new Deno.Command(exe, { args: [String(iterations)], stdout: "piped", stderr: "piped" }).output();
+  if (out.code !== 0) throw new Error(`${exe} failed: ${new TextDecoder().decode(out.stderr)}`);
+  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+  return new Map(lines.map((l) => l.split("\t")).map(([name, ns]) => [name, Number(ns)]));
+}
+
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+const fmt = (xs: number[]) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`;
+
+try {
+  const exe = `${dir}/ffi_baseline`;
+  const cc = await new Deno.Command("cc", { args: ["-O2", "-Wall", "-o", exe, source], stderr: "piped" }).output();
+  if (cc.code !== 0) throw new Error(`cc failed:\n${new TextDecoder().decode(cc.stderr)}`);
+
+  const loops = denoLoops();
+  const c = new Map<string, number[]>();
+  const deno = new Map<string, number[]>();
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, ns] of await runC(exe)) c.set(name, [...(c.get(name) ?? []), ns]);
+    for (const [name, op] of loops) deno.set(name, [...(deno.get(name) ?? []), timeLoop(op)]);
+  }
+
+  console.log(
+    `${iterations} iterations, ${rounds} rounds; median ns/op (min–max); ${Deno.version.deno}, ${Deno.build.arch}`,
+  );
+  console.log("| call | C ns/op | Deno FFI ns/op | Deno / C |");
+  console.log("| --- | ---: | ---: | ---: |");
+  for (const [name, ds] of deno) {
+    const cs = c.get(name);
+    if (!cs) throw new Error(`the C program printed no line for ${name}`);
+    console.log(`| ${name} | ${fmt(cs)} | ${fmt(ds)} | ${(median(ds) / median(cs)).toFixed(2)}× |`);
+  }
+} finally {
+  for (const fd of resources) close(fd);
+  await Deno.remove(dir, { recursive: true });
+}
