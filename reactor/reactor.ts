@@ -46,8 +46,10 @@ export interface ReactorMetrics {
   errors: number;
   /** Milliseconds spent waiting in the selector with a non-zero timeout. */
   blockedMs: number;
-  /** Times `run()` parked on a wait off the JS thread. */
+  /** Times `run()` went idle and parked on a wait off the JS thread. */
   parks: number;
+  /** Times `run()` yielded to Deno's event loop under sustained load. */
+  yields: number;
 }
 
 /** @internal What the reactor stores with each registered fd. */
@@ -121,6 +123,7 @@ export class Reactor {
     errors: 0,
     blockedMs: 0,
     parks: 0,
+    yields: 0,
   };
 
   /**
@@ -132,8 +135,17 @@ export class Reactor {
     this.selector = options.selector ?? defaultSelector<IOEntry>(options.backend);
     this.#onError = options.onError ?? defaultOnError;
     this.#yieldMs = options.yieldIntervalMs ?? 10;
-    this.#wakeFd = eventfd();
-    this.selector.register(this.#wakeFd, EVENT_READ, { reader: this.#drainWake, writer: null });
+    let wakeFd = -1;
+    try {
+      wakeFd = eventfd();
+      this.selector.register(wakeFd, EVENT_READ, { reader: this.#drainWake, writer: null });
+    } catch (err) {
+      // Out of fds, most likely: give back what was made.
+      if (wakeFd >= 0) close(wakeFd);
+      this.selector.close();
+      throw err;
+    }
+    this.#wakeFd = wakeFd;
   }
 
   /** The current time on the reactor's clock (`performance.now()`, ms). */
@@ -281,9 +293,12 @@ export class Reactor {
    * @returns The number of I/O callbacks dispatched.
    */
   runOnce(timeoutMs = -1): number {
-    this.#checkOpen();
-    const t = this.#timeout(timeoutMs);
-    return this.#afterWait(this.#wait(t));
+    this.#enter();
+    try {
+      return this.#afterWait(this.#wait(this.#timeout(timeoutMs)));
+    } finally {
+      this.#leave();
+    }
   }
 
   /**
@@ -305,22 +320,13 @@ export class Reactor {
         let n = this.selector.select(0);
         if (n === 0 && t !== 0 && !this.#stopping) {
           // Idle: park off-thread until I/O, the next timer, or a wake-up.
-          this.#parked = true;
           this.#m.parks++;
-          const start = performance.now();
-          try {
-            n = await this.selector.selectAsync(t);
-          } finally {
-            this.#parked = false;
-          }
+          n = await this.#park(t);
           lastYield = performance.now();
-          this.#m.blockedMs += lastYield - start;
         }
         this.#afterWait(n);
         if (performance.now() - lastYield >= this.#yieldMs) {
-          // Sustained load: let Deno run its timers and I/O, and collect ours meanwhile.
-          n = await this.selector.selectAsync(0);
-          this.#afterWait(n);
+          await this.#yieldToDeno();
           lastYield = performance.now();
         }
       }
@@ -398,6 +404,38 @@ export class Reactor {
     const until = next.when - performance.now();
     if (until <= 0) return 0;
     return limit < 0 ? until : Math.min(limit, until);
+  }
+
+  /** Waits off the JS thread (a wake-up through the eventfd ends it early). */
+  async #park(timeout: number): Promise<number> {
+    this.#parked = true;
+    const start = performance.now();
+    try {
+      return await this.selector.selectAsync(timeout);
+    } finally {
+      this.#parked = false;
+      this.#m.blockedMs += performance.now() - start;
+    }
+  }
+
+  /**
+   * Lets Deno's event loop run its timers under sustained load. A wait that
+   * completes at once does not reliably let Deno fire its timers, so this
+   * schedules a real `setTimeout(0)` and keeps serving I/O through parked
+   * waits until it fires (its callback wakes the pending wait).
+   */
+  async #yieldToDeno(): Promise<void> {
+    this.#m.yields++;
+    let fired = false;
+    const timer = setTimeout(() => {
+      fired = true;
+      this.#wake();
+    }, 0);
+    try {
+      while (!fired && !this.#stopping) this.#afterWait(await this.#park(this.#timeout(-1)));
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   #wait(timeout: number): number {

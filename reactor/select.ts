@@ -127,7 +127,7 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
   #collect(r: Uint32Array, w: Uint32Array, keys = this.keys, maxFd = this.#maxFd): number {
     const readyKeys = this.readyKeys;
     const readyEvents = this.readyEvents;
-    const words = (maxFd >>> 5) + 1;
+    const words = maxFd < 0 ? 0 : (maxFd >>> 5) + 1;
     let j = 0;
     for (let word = 0; word < words; word++) {
       let bits = r[word] | w[word];
