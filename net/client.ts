@@ -51,7 +51,14 @@ export function connect(target: (HostPort | UnixPath) & ConnectOptions): Connect
   }
   // Success, failure or in progress, the outcome reaches the caller through the
   // reactor (`connect`, or `error` + `close`), so it is the same for TCP and Unix sockets.
-  const conn = new Connection(reactor, fd, target, true);
+  let conn: Connection;
+  try {
+    conn = new Connection(reactor, fd, target, true);
+  } catch (err) {
+    // e.g. a RangeError from the select backend for fd ≥ FD_SETSIZE: do not leak the socket.
+    closeFd(fd);
+    throw err;
+  }
   conn.setConnectTarget(ep.text, failure ? undefined : target.timeout);
   if (failure) conn.destroy(failure);
   return conn;

@@ -142,13 +142,13 @@ export class Connection extends Emitter<ConnectionEvents> {
     this.#max = Math.max(options.maxWriteBuffer ?? 16 * 1024 * 1024, this.#high);
     this.#allowHalfOpen = options.allowHalfOpen ?? false;
     this.#connecting = connecting;
-    connectionCount++;
     if (connecting) {
       reactor.addWriter(fd, this.#onWritable);
       this.#writing = true;
     } else {
       this.#startReading();
     }
+    connectionCount++; // only once registered: a constructor that throws made no connection
   }
 
   /** Number of connections open in this process (all reactors). */

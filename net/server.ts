@@ -115,6 +115,8 @@ export class Server extends Emitter<ServerEvents> {
       options.path !== undefined ? { path: options.path } : { host: options.host, port: options.port ?? 0 },
     );
     const fd = socket(ep.family, SOCK_STREAM);
+    let bound = false;
+    let reserve = -1;
     try {
       if (ep.family !== AF_UNIX) {
         if (options.reuseAddr ?? true) setSockOptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
@@ -122,17 +124,21 @@ export class Server extends Emitter<ServerEvents> {
         if (ep.family === AF_INET6) setV6Only(fd, options.ipv6Only ?? false);
       }
       bind(fd, ep.buf, ep.len, ep.text);
+      bound = true;
       listenFd(fd, options.backlog ?? 511);
       this.address = getSockName(fd);
+      // A spare fd to give back when the table is full, so pending connections can be shed (libuv's trick).
+      reserve = eventfd();
       this.reactor.addReader(fd, this.#onAcceptable);
     } catch (err) {
+      if (reserve >= 0) closeFd(reserve);
       closeFd(fd);
+      if (bound && options.path !== undefined) unlink(options.path);
       throw err;
     }
     this.fd = fd;
     this.#path = options.path;
-    // A spare fd to give back when the table is full, so pending connections can be shed (libuv's trick).
-    this.#reserveFd = eventfd();
+    this.#reserveFd = reserve;
   }
 
   /** The bound TCP port (0 for a Unix socket). */
@@ -196,8 +202,16 @@ export class Server extends Emitter<ServerEvents> {
   }
 
   #adopt(fd: number): void {
+    let conn: Connection;
+    try {
+      conn = new Connection(this.reactor, fd, this.#options);
+    } catch (err) {
+      // The reactor cannot watch this fd (select: fd ≥ FD_SETSIZE): drop the connection, keep accepting.
+      closeFd(fd);
+      this.emit("error", err as Error);
+      return;
+    }
     this.accepted++;
-    const conn = new Connection(this.reactor, fd, this.#options);
     this.connections.add(conn);
     conn.on("close", () => {
       this.connections.delete(conn);
