@@ -9,44 +9,9 @@
 
 import assert from "node:assert/strict";
 import { read, write } from "../ffi/mod.ts";
-import { type BackendName, type ErrorContext, Reactor, TimerHandle, TimerHeap } from "../reactor/mod.ts";
+import { type BackendName, TimerHandle, TimerHeap } from "../reactor/mod.ts";
 import { assertNoFdLeak, BACKENDS, FdScope } from "./_helpers.ts";
-
-interface Reported {
-  error: unknown;
-  context: ErrorContext;
-}
-
-function newReactor(backend: BackendName): { reactor: Reactor; errors: Reported[] } {
-  const errors: Reported[] = [];
-  const reactor = new Reactor({ backend, onError: (error, context) => errors.push({ error, context }) });
-  return { reactor, errors };
-}
-
-function assertNoErrors(errors: Reported[]): void {
-  if (errors.length === 0) return;
-  const { error, context } = errors[0];
-  throw new Error(`${errors.length} callback error(s), the first from ${context.source}: ${error}`, { cause: error });
-}
-
-/** `runSync()` until stopped; a reactor timer stops it after `limitMs` and the call fails. */
-function runSyncBounded(reactor: Reactor, limitMs: number, what: string): void {
-  let expired = false;
-  const watchdog = reactor.callLater(limitMs, () => {
-    expired = true;
-    reactor.stop();
-  });
-  try {
-    while (reactor.runSync() !== "stopped") {
-      // A signal interrupted a wait: go on.
-    }
-  } finally {
-    watchdog.cancel();
-  }
-  if (expired) throw new Error(`${what}: the reactor was still running after ${limitMs} ms`);
-}
-
-const ONE = new Uint8Array([1]);
+import { assertNoErrors, newReactor, ONE, runSyncBounded } from "./_reactor.ts";
 
 function timerSuite(backend: BackendName): (t: Deno.TestContext) => Promise<void> {
   return async (t) => {
