@@ -97,8 +97,9 @@ export async function runUntilSignal(reactor: Reactor, sync: boolean, onSignal: 
   try {
     if (sync) {
       // runSync() returns "stopped" after stop() (from a callback or the handler),
-      // "interrupted" when a signal broke its wait: then let Deno deliver it.
-      while (reactor.runSync() === "interrupted") {
+      // "interrupted" when a signal broke its wait, and "yielded" every 100 ms (a
+      // signal that arrives while callbacks run breaks no wait): let Deno deliver it.
+      while (reactor.runSync({ sliceMs: 100 }) !== "stopped") {
         await new Promise((resolve) => setTimeout(resolve, 0));
       }
       // Flush what onSignal scheduled (closing connections emits their events).

@@ -24,8 +24,10 @@ const reactor = new Reactor({ backend: backendFlag(flags.backend) });
 const servers: Server[] = [];
 let connections = 0;
 
-for (const text of flags.ports.split(",")) {
-  const server = listen({ host: flags.host, port: portFlag(text.trim()), reactor }, (conn) => {
+// Check every port before listening on any.
+const ports = flags.ports.split(",").map((text) => portFlag(text.trim()));
+for (const port of ports) {
+  const server = listen({ host: flags.host, port, reactor }, (conn) => {
     connections++;
     console.log(`accepted ${formatAddress(conn.remoteAddress!)} on port ${server.port}`);
     conn.on("data", (chunk) => {

@@ -341,17 +341,40 @@ export class Reactor {
    * fastest mode, but nothing else in the program runs meanwhile: promises,
    * `setTimeout` and signal listeners wait until it returns.
    *
-   * @param options `returnOnSignal` (default true): return when a wait is
-   *   interrupted by a signal, so that Deno can deliver it to its listeners;
-   *   call `runSync()` again to go on.
-   * @returns `"stopped"` after `stop()`, `"interrupted"` after a signal.
+   * A signal interrupts only a wait in progress: one that arrives while
+   * callbacks run is taken by Deno's handler and interrupts nothing, and a
+   * busy loop may never wait at all. Pass `sliceMs` to have the loop also
+   * return `"yielded"` after that long, so the caller can let Deno deliver
+   * what is pending and call `runSync()` again:
+   *
+   * ```ts ignore
+   * while (reactor.runSync({ sliceMs: 100 }) !== "stopped") {
+   *   await new Promise((resolve) => setTimeout(resolve, 0)); // signals, timers, promises
+   * }
+   * ```
+   *
+   * @param options `returnOnSignal` (default true): return `"interrupted"`
+   *   when a signal breaks a wait. `sliceMs` (default: none): return
+   *   `"yielded"` after running this long.
+   * @returns `"stopped"` after `stop()`, `"interrupted"` after a signal,
+   *   `"yielded"` when the slice is over.
    */
-  runSync(options: { returnOnSignal?: boolean } = {}): "stopped" | "interrupted" {
+  runSync(
+    options: { returnOnSignal?: boolean; sliceMs?: number } = {},
+  ): "stopped" | "interrupted" | "yielded" {
     const returnOnSignal = options.returnOnSignal ?? true;
+    const slice = options.sliceMs === undefined ? -1 : Math.max(1, options.sliceMs);
     this.#enter();
     try {
+      const deadline = performance.now() + slice;
       while (!this.#stopping) {
-        const n = this.#wait(this.#timeout(-1));
+        let t = this.#timeout(-1);
+        if (slice > 0) {
+          const left = deadline - performance.now();
+          if (left <= 0) return "yielded";
+          if (t < 0 || t > left) t = left;
+        }
+        const n = this.#wait(t);
         if (returnOnSignal && this.selector.interrupted) return "interrupted";
         this.#afterWait(n);
       }
