@@ -245,6 +245,9 @@ export function fillIovec(iov: Uint8Array, chunks: readonly Uint8Array[], count:
 
 /** Most chunks {@linkcode sendChunks} gathers into one call. */
 export const MAX_GATHER = 64;
+/** Leading chunks adding up to at most this many bytes are copied into one buffer rather than gathered. */
+export const GATHER_COPY_LIMIT = 64 * 1024;
+const gatherCopy = new Uint8Array(GATHER_COPY_LIMIT);
 const gatherIov = new Uint8Array(MAX_GATHER * IOVEC_SIZE);
 const gatherWords = new BigUint64Array(gatherIov.buffer);
 const gatherMsg = new Uint8Array(MSGHDR_SIZE);
@@ -252,8 +255,15 @@ const gatherMsgWords = new BigUint64Array(gatherMsg.buffer);
 gatherMsgWords[2] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(gatherIov)));
 
 /**
- * Sends up to {@linkcode MAX_GATHER} chunks in one `sendmsg` call (a `writev`
- * that takes flags, so `MSG_NOSIGNAL` works): `chunks[start .. start+count)`.
+ * Sends `chunks[start .. start+count)` (at most {@linkcode MAX_GATHER}) in
+ * one call, and may send only a leading part of them: the result says how
+ * many bytes went.
+ *
+ * Small chunks are copied end to end into a preallocated buffer and sent
+ * with one `send`: a copy costs nanoseconds where taking each chunk's
+ * address for an iovec costs a fraction of a microsecond. Large ones are
+ * gathered with `sendmsg` (a `writev` that takes flags, so `MSG_NOSIGNAL`
+ * works).
  *
  * @returns Bytes sent, or {@linkcode WOULD_BLOCK}.
  */
@@ -265,6 +275,19 @@ export function sendChunks(
   flags: number,
 ): number {
   if (count > MAX_GATHER) count = MAX_GATHER;
+  let copied = 0, small = 0;
+  while (small < count && copied + chunks[start + small].byteLength <= GATHER_COPY_LIMIT) {
+    copied += chunks[start + small].byteLength;
+    small++;
+  }
+  if (small >= 2) {
+    for (let i = 0, at = 0; i < small; i++) {
+      const c = chunks[start + i];
+      gatherCopy.set(c, at);
+      at += c.byteLength;
+    }
+    return send(fd, gatherCopy, copied, flags);
+  }
   for (let i = 0; i < count; i++) {
     const c = chunks[start + i];
     gatherWords[2 * i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(c as Uint8Array<ArrayBuffer>)));

@@ -69,6 +69,9 @@ export interface ConnectionOptions {
 /** Bytes read per `recv` (one buffer shared by every connection of the thread). */
 export const READ_SIZE = 64 * 1024;
 const readBuf = new Uint8Array(READ_SIZE);
+/** Queued writes up to this size are copied into a shared staging chunk instead of a copy of their own. */
+const COALESCE_MAX = 4096;
+const STAGING_SIZE = 16 * 1024;
 const encoder = new TextEncoder();
 
 let connectionCount = 0;
@@ -105,6 +108,10 @@ export class Connection extends Emitter<ConnectionEvents> {
   readonly #allowHalfOpen: boolean;
   #queue: Uint8Array[] = [];
   #head = 0;
+  /** The staging chunk being filled: `#queue[#tailIndex]`, of which `#tailLen` bytes are used. */
+  #tail: Uint8Array | null = null;
+  #tailIndex = 0;
+  #tailLen = 0;
   #queued = 0;
   #needDrain = false;
   #connecting = false;
@@ -235,20 +242,35 @@ export class Connection extends Emitter<ConnectionEvents> {
         this.bytesWritten += n;
       }
     }
-    const rest = offset === 0 && typeof data === "string" ? bytes : bytes.slice(offset);
-    if (this.#queued + rest.byteLength > this.#max) {
+    const len = bytes.byteLength - offset;
+    if (this.#queued + len > this.#max) {
       this.destroy(
         new OSError(
           Errno.ENOBUFS,
           "write",
-          `Cannot queue ${rest.byteLength} more bytes on fd ${this.fd}`,
+          `Cannot queue ${len} more bytes on fd ${this.fd}`,
           `the write buffer holds ${this.#queued} bytes, its limit is ${this.#max} (wait for "drain")`,
         ),
       );
       return false;
     }
-    this.#queue.push(rest);
-    this.#queued += rest.byteLength;
+    // The caller may reuse its buffer: queue a copy. Small writes share a staging chunk.
+    if (len <= COALESCE_MAX) {
+      let tail = this.#tail;
+      if (tail === null || this.#tailLen + len > STAGING_SIZE) {
+        this.#sealTail();
+        tail = this.#tail = new Uint8Array(STAGING_SIZE);
+        this.#tailIndex = this.#queue.length;
+        this.#tailLen = 0;
+        this.#queue.push(tail);
+      }
+      tail.set(offset === 0 ? bytes : bytes.subarray(offset), this.#tailLen);
+      this.#tailLen += len;
+    } else {
+      this.#sealTail();
+      this.#queue.push(offset === 0 && typeof data === "string" ? bytes : bytes.slice(offset));
+    }
+    this.#queued += len;
     if (!this.#writing && !this.#connecting) {
       this.reactor.addWriter(this.fd, this.#onWritable);
       this.#writing = true;
@@ -281,6 +303,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     this.#queue = [];
     this.#head = 0;
     this.#queued = 0;
+    this.#tail = null;
     this.fd = -1;
     connectionCount--;
     try {
@@ -457,7 +480,15 @@ export class Connection extends Emitter<ConnectionEvents> {
     this.#flush();
   }
 
+  /** Trims the staging chunk to what it holds; later small writes start a new one. */
+  #sealTail(): void {
+    if (this.#tail === null) return;
+    this.#queue[this.#tailIndex] = this.#tail.subarray(0, this.#tailLen);
+    this.#tail = null;
+  }
+
   #flush(): void {
+    this.#sealTail();
     const queue = this.#queue;
     while (this.#head < queue.length) {
       const count = Math.min(queue.length - this.#head, MAX_GATHER);

@@ -163,6 +163,53 @@ function tcpSuite(backend: BackendName): void {
       );
 
       await t.step(
+        "queued writes of mixed sizes (coalesced small ones, large ones, a reused caller buffer) arrive in order",
+        () =>
+          netTest(backend, async (ctx) => {
+            let peer: Connection | undefined;
+            const received: Uint8Array[] = [];
+            let got = 0;
+            const server = ctx.listen({ port: 0 }, (conn) => {
+              peer = conn;
+              conn.pause(); // let the kernel buffers fill so later writes queue
+              conn.on("data", (chunk) => {
+                received.push(chunk.slice());
+                got += chunk.byteLength;
+              });
+            });
+            const conn = ctx.connect({ port: server.port, maxWriteBuffer: 256 * 1024 * 1024 });
+            await nextEvent(conn, "connect");
+            // Sizes cycle through tiny, around the 4 KiB coalescing limit, and large; the byte at
+            // stream offset i is (i * 7 + (i >>> 11)) & 0xff, so any reordering or loss shows.
+            const sizes = [1, 17, 4095, 4096, 4097, 100, 65536, 3, 16384, 12000];
+            const scratch = new Uint8Array(65536); // reused for every write, as a caller might
+            let offset = 0;
+            for (let i = 0; i < 3000; i++) {
+              const size = sizes[i % sizes.length];
+              for (let j = 0; j < size; j++) {
+                const at = offset + j;
+                scratch[j] = (at * 7 + (at >>> 11)) & 0xff;
+              }
+              conn.write(scratch.subarray(0, size));
+              offset += size;
+              // Now and then let the reactor flush part of the queue between writes.
+              if (i % 250 === 0) await sleep(1);
+            }
+            assert.ok(conn.bufferedAmount > 0, "nothing was queued: the test did not exercise the queue");
+            await until(() => peer !== undefined, "the server's connection");
+            peer!.resume();
+            await until(() => got === offset, `all ${offset} bytes at the server (got ${got})`, 10_000);
+            let at = 0;
+            for (const chunk of received) {
+              for (let j = 0; j < chunk.byteLength; j++, at++) {
+                if (chunk[j] !== ((at * 7 + (at >>> 11)) & 0xff)) assert.fail(`byte ${at} is wrong`);
+              }
+            }
+            assert.equal(conn.bufferedAmount, 0);
+          }),
+      );
+
+      await t.step(
         "write() returns false at the high-water mark and drain follows once the peer reads",
         () =>
           netTest(backend, async (ctx) => {
