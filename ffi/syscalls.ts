@@ -143,6 +143,23 @@ export { EPOLL_CTL_ADD, EPOLL_CTL_DEL };
 
 // ---------------------------------------------------------------- descriptors
 
+/** What {@linkcode ioResult} returns for `EINTR`: make the call again. */
+const RETRY = -2;
+
+/**
+ * Classifies the result of an I/O call: `n ≥ 0` as is, {@linkcode WOULD_BLOCK}
+ * for `EAGAIN`, `RETRY` for `EINTR`, and an {@linkcode OSError} thrown for the
+ * rest ("Cannot <verb> fd N"). Pass the call itself as `n`, with constant
+ * strings, so errno is read before anything allocates.
+ */
+function ioResult(n: number, syscall: string, verb: string, fd: number): number {
+  if (n >= 0) return n;
+  const e = errnoView[0];
+  if (e === EINTR) return RETRY;
+  if (e === EAGAIN) return WOULD_BLOCK;
+  throw osError(e, syscall, `Cannot ${verb} fd ${fd}`);
+}
+
 /** `close(fd)`. Never retried: on Linux the fd is gone even after EINTR. */
 export function close(fd: number): void {
   if (sym.close(fd) < 0) {
@@ -155,77 +172,59 @@ export function close(fd: number): void {
 /** `read(fd, buf, len)`: bytes read, 0 at end of file, or {@linkcode WOULD_BLOCK}. */
 export function read(fd: number, buf: Uint8Array, len: number = buf.byteLength): number {
   if (len > MAX_IO || len > buf.byteLength) guardLength(len, buf.byteLength);
-  for (;;) {
-    const n = sym.read(fd, buf, len);
-    if (n >= 0) return n;
-    const e = errnoView[0];
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw osError(e, "read", `Cannot read fd ${fd}`);
-  }
+  let n: number;
+  do {
+    n = ioResult(sym.read(fd, buf, len), "read", "read", fd);
+  } while (n === RETRY);
+  return n;
 }
 
 /** `write(fd, buf, len)`: bytes written or {@linkcode WOULD_BLOCK}. */
 export function write(fd: number, buf: Uint8Array, len: number = buf.byteLength): number {
   if (len > MAX_IO || len > buf.byteLength) guardLength(len, buf.byteLength);
-  for (;;) {
-    const n = sym.write(fd, buf, len);
-    if (n >= 0) return n;
-    const e = errnoView[0];
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw osError(e, "write", `Cannot write fd ${fd}`);
-  }
+  let n: number;
+  do {
+    n = ioResult(sym.write(fd, buf, len), "write", "write", fd);
+  } while (n === RETRY);
+  return n;
 }
 
 /** `recv(fd, buf, len, flags)`: bytes read, 0 at end of stream, or {@linkcode WOULD_BLOCK}. */
 export function recv(fd: number, buf: Uint8Array, len: number = buf.byteLength, flags = 0): number {
   if (len > MAX_IO || len > buf.byteLength) guardLength(len, buf.byteLength);
-  for (;;) {
-    const n = sym.recv(fd, buf, len, flags);
-    if (n >= 0) return n;
-    const e = errnoView[0];
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw osError(e, "recv", `Cannot receive on fd ${fd}`);
-  }
+  let n: number;
+  do {
+    n = ioResult(sym.recv(fd, buf, len, flags), "recv", "receive on", fd);
+  } while (n === RETRY);
+  return n;
 }
 
 /** `send(fd, buf, len, flags)`: bytes sent or {@linkcode WOULD_BLOCK}. Pass `MSG_NOSIGNAL` for sockets. */
 export function send(fd: number, buf: Uint8Array, len: number = buf.byteLength, flags = 0): number {
   if (len > MAX_IO || len > buf.byteLength) guardLength(len, buf.byteLength);
-  for (;;) {
-    const n = sym.send(fd, buf, len, flags);
-    if (n >= 0) return n;
-    const e = errnoView[0];
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw osError(e, "send", `Cannot send on fd ${fd}`);
-  }
+  let n: number;
+  do {
+    n = ioResult(sym.send(fd, buf, len, flags), "send", "send on", fd);
+  } while (n === RETRY);
+  return n;
 }
 
 /** `writev(fd, iov, count)` over a prepared iovec array: bytes written or {@linkcode WOULD_BLOCK}. */
 export function writev(fd: number, iov: Uint8Array, count: number): number {
-  for (;;) {
-    const n = sym.writev(fd, iov, count);
-    if (n >= 0) return n;
-    const e = errnoView[0];
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw osError(e, "writev", `Cannot write fd ${fd}`);
-  }
+  let n: number;
+  do {
+    n = ioResult(sym.writev(fd, iov, count), "writev", "write", fd);
+  } while (n === RETRY);
+  return n;
 }
 
 /** `readv(fd, iov, count)` over a prepared iovec array: bytes read, 0 at end, or {@linkcode WOULD_BLOCK}. */
 export function readv(fd: number, iov: Uint8Array, count: number): number {
-  for (;;) {
-    const n = sym.readv(fd, iov, count);
-    if (n >= 0) return n;
-    const e = errnoView[0];
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw osError(e, "readv", `Cannot read fd ${fd}`);
-  }
+  let n: number;
+  do {
+    n = ioResult(sym.readv(fd, iov, count), "readv", "read", fd);
+  } while (n === RETRY);
+  return n;
 }
 
 /**
@@ -294,14 +293,11 @@ export function sendChunks(
     gatherWords[2 * i + 1] = BigInt(c.byteLength);
   }
   gatherMsgWords[3] = BigInt(count);
-  for (;;) {
-    const n = sym.sendmsg(fd, gatherMsg, flags);
-    if (n >= 0) return n;
-    const e = errnoView[0];
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw osError(e, "sendmsg", `Cannot send on fd ${fd}`);
-  }
+  let n: number;
+  do {
+    n = ioResult(sym.sendmsg(fd, gatherMsg, flags), "sendmsg", "send on", fd);
+  } while (n === RETRY);
+  return n;
 }
 
 /** `fcntl(fd, F_SETFL, flags | O_NONBLOCK)`. */
@@ -477,26 +473,21 @@ export function unlink(path: string): void {
  */
 export function recvFrom(fd: number, buf: Uint8Array, addr: Uint8Array, addrLen: Uint32Array): number {
   if (buf.byteLength > MAX_IO) guardLength(buf.byteLength, buf.byteLength);
-  for (;;) {
-    addrLen[0] = addr.byteLength;
-    const n = sym.recvfrom(fd, buf, buf.byteLength, 0, addr, new Uint8Array(addrLen.buffer, addrLen.byteOffset, 4));
-    if (n >= 0) return n;
-    const e = errnoView[0];
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw osError(e, "recvfrom", `Cannot receive on fd ${fd}`);
-  }
+  let n: number;
+  do {
+    lenBuf[0] = addr.byteLength;
+    n = ioResult(sym.recvfrom(fd, buf, buf.byteLength, 0, addr, lenBytes), "recvfrom", "receive on", fd);
+  } while (n === RETRY);
+  addrLen[0] = lenBuf[0];
+  return n;
 }
 
 /** `sendto(fd, buf, len, flags, addr, addrlen)`: bytes sent or {@linkcode WOULD_BLOCK}. */
 export function sendTo(fd: number, buf: Uint8Array, addr: Uint8Array, addrLen: number, flags = 0): number {
   if (buf.byteLength > MAX_IO) guardLength(buf.byteLength, buf.byteLength);
-  for (;;) {
-    const n = sym.sendto(fd, buf, buf.byteLength, flags, addr, addrLen);
-    if (n >= 0) return n;
-    const e = errnoView[0];
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw osError(e, "sendto", `Cannot send on fd ${fd}`);
-  }
+  let n: number;
+  do {
+    n = ioResult(sym.sendto(fd, buf, buf.byteLength, flags, addr, addrLen), "sendto", "send on", fd);
+  } while (n === RETRY);
+  return n;
 }
