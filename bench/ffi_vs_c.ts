@@ -27,6 +27,7 @@ const resources: number[] = [];
 function denoLoops(): Map<string, () => void> {
   const ep = epollCreate();
   const events = new Uint8Array(64 * EPOLL_EVENT_SIZE);
+  const eventsPtr = Deno.UnsafePointer.of(events);
   const [a, b] = socketpair(AF_UNIX, SOCK_STREAM);
   const wbuf = new Uint8Array(64);
   const rbuf = new Uint8Array(64);
@@ -35,7 +36,7 @@ function denoLoops(): Map<string, () => void> {
     if (!ok) throw new Error(`${what} misbehaved`);
   };
   return new Map([
-    ["epoll_wait(ep, buf, 64, 0)", () => check(sym.epoll_wait(ep, events, 64, 0) === 0, "epoll_wait")],
+    ["epoll_wait(ep, buf, 64, 0)", () => check(sym.epoll_wait(ep, eventsPtr, 64, 0) === 0, "epoll_wait")],
     ["write 64 B + read 64 B (socketpair)", () => {
       check(sym.write(a, wbuf, 64) === 64, "write");
       check(sym.read(b, rbuf, 64) === 64, "read");

@@ -19,11 +19,13 @@ const symbols = {
   // int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   // int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
-  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  // The event array lives as long as its selector, so its address is taken once and passed
+  // as a `pointer` (a few ns cheaper per call than a `buffer`).
+  epoll_wait: { parameters: ["i32", "pointer", "i32", "i32"], result: "i32" },
   // the same call on Deno's blocking thread pool, for a wait that must not block JS
   epoll_wait_nb: {
     name: "epoll_wait",
-    parameters: ["i32", "buffer", "i32", "i32"],
+    parameters: ["i32", "pointer", "i32", "i32"],
     result: "i32",
     nonblocking: true,
   },

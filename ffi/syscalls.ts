@@ -108,7 +108,7 @@ export function epollCtl(ep: number, op: number, fd: number, event: Uint8Array):
 export const INTERRUPTED = -1;
 
 /** `epoll_wait`: the number of events, or {@linkcode INTERRUPTED}. */
-export function epollWait(ep: number, events: Uint8Array, max: number, timeoutMs: number): number {
+export function epollWait(ep: number, events: Deno.PointerValue, max: number, timeoutMs: number): number {
   const n = sym.epoll_wait(ep, events, max, timeoutMs);
   if (n >= 0) return n;
   const e = errnoView[0];

@@ -77,9 +77,12 @@ export class EpollSelector<T = unknown> extends BaseSelector<T> {
   /** The epoll instance's fd. */
   readonly epfd: number;
   readonly #max: number;
+  // The event arrays and their addresses (taken once: the arrays live as long as the selector).
   readonly #events: Uint8Array;
+  readonly #eventsPtr: Deno.PointerValue;
   readonly #words: Uint32Array;
   readonly #parked: Uint8Array;
+  readonly #parkedPtr: Deno.PointerValue;
   readonly #parkedWords: Uint32Array;
   readonly #ctl = new Uint8Array(16);
   readonly #ctlWords = new Uint32Array(this.#ctl.buffer);
@@ -91,8 +94,10 @@ export class EpollSelector<T = unknown> extends BaseSelector<T> {
     this.#max = max;
     this.epfd = epollCreate();
     this.#events = new Uint8Array(max * EPOLL_EVENT_SIZE);
+    this.#eventsPtr = Deno.UnsafePointer.of(this.#events);
     this.#words = new Uint32Array(this.#events.buffer);
     this.#parked = new Uint8Array(max * EPOLL_EVENT_SIZE);
+    this.#parkedPtr = Deno.UnsafePointer.of(this.#parked);
     this.#parkedWords = new Uint32Array(this.#parked.buffer);
   }
 
@@ -133,14 +138,14 @@ export class EpollSelector<T = unknown> extends BaseSelector<T> {
 
   /** Waits on the JS thread; see {@linkcode Selector.select}. */
   select(timeoutMs: number): number {
-    const n = epollWait(this.epfd, this.#events, this.#max, timeoutToInt(timeoutMs));
+    const n = epollWait(this.epfd, this.#eventsPtr, this.#max, timeoutToInt(timeoutMs));
     this.interrupted = n === INTERRUPTED;
     return n > 0 ? this.#collect(this.#words, n) : 0;
   }
 
   /** Waits off the JS thread; see {@linkcode Selector.selectAsync}. */
   async selectAsync(timeoutMs: number): Promise<number> {
-    const n = await sym.epoll_wait_nb(this.epfd, this.#parked, this.#max, timeoutToInt(timeoutMs));
+    const n = await sym.epoll_wait_nb(this.epfd, this.#parkedPtr, this.#max, timeoutToInt(timeoutMs));
     // errno of a nonblocking call is lost on the worker thread: treat -1 like EINTR.
     this.interrupted = n < 0;
     return n > 0 && !this.closed ? this.#collect(this.#parkedWords, n) : 0;

@@ -521,7 +521,7 @@ async function selectorSuite(t: Deno.TestContext, backend: BackendName): Promise
       const raw = new Uint8Array(8 * EPOLL_EVENT_SIZE);
       const words = new Uint32Array(raw.buffer);
       const d = EPOLL_EVENT_STRIDE === 3 ? 1 : 2;
-      const n = epollWait(sel.epfd, raw, 8, 0);
+      const n = epollWait(sel.epfd, Deno.UnsafePointer.of(raw), 8, 0);
       assert.equal(n, 1, "the ghost registration is ready (this step exercises the token check)");
       assert.equal(words[d + 1], r, "event data carries the fd");
       assert.equal(words[d], old.token, "event data carries the old token");
@@ -531,7 +531,7 @@ async function selectorSuite(t: Deno.TestContext, backend: BackendName): Promise
       write(fds.pipe()[1], ONE); // unrelated activity changes nothing
       assert.equal(sel.select(0), 0);
       fds.close(alias); // the last reference: the kernel drops the ghost
-      assert.equal(epollWait(sel.epfd, raw, 8, 0), 0);
+      assert.equal(epollWait(sel.epfd, Deno.UnsafePointer.of(raw), 8, 0), 0);
     });
   } else {
     await step("EVENT_EDGE and EVENT_ONESHOT throw TypeError (epoll only)", (sel, fds) => {
