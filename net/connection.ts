@@ -29,6 +29,7 @@ import {
   WOULD_BLOCK,
 } from "../ffi/mod.ts";
 import type { Reactor, TimerHandle } from "../reactor/mod.ts";
+import { soon } from "./default_reactor.ts";
 import { Emitter } from "./emitter.ts";
 
 /** Events of a {@linkcode Connection}. */
@@ -112,6 +113,8 @@ export class Connection extends Emitter<ConnectionEvents> {
   #tail: Uint8Array | null = null;
   #tailIndex = 0;
   #tailLen = 0;
+  /** What a sealed staging chunk left unused, for the next one: sealing never wastes memory. */
+  #spare: Uint8Array | null = null;
   #queued = 0;
   #needDrain = false;
   #connecting = false;
@@ -257,9 +260,11 @@ export class Connection extends Emitter<ConnectionEvents> {
     // The caller may reuse its buffer: queue a copy. Small writes share a staging chunk.
     if (len <= COALESCE_MAX) {
       let tail = this.#tail;
-      if (tail === null || this.#tailLen + len > STAGING_SIZE) {
+      if (tail === null || this.#tailLen + len > tail.byteLength) {
         this.#sealTail();
-        tail = this.#tail = new Uint8Array(STAGING_SIZE);
+        const spare = this.#spare;
+        this.#spare = null;
+        tail = this.#tail = spare !== null && spare.byteLength >= len ? spare : new Uint8Array(STAGING_SIZE);
         this.#tailIndex = this.#queue.length;
         this.#tailLen = 0;
         this.#queue.push(tail);
@@ -303,7 +308,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     this.#queue = [];
     this.#head = 0;
     this.#queued = 0;
-    this.#tail = null;
+    this.#tail = this.#spare = null;
     this.fd = -1;
     connectionCount--;
     try {
@@ -311,7 +316,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     } catch {
       // EBADF would be a bug elsewhere; the fd is gone either way.
     }
-    this.reactor.callSoon(() => {
+    soon(this.reactor, () => {
       if (error) this.emit("error", error);
       this.emit("close", error);
     });
@@ -484,6 +489,7 @@ export class Connection extends Emitter<ConnectionEvents> {
   #sealTail(): void {
     if (this.#tail === null) return;
     this.#queue[this.#tailIndex] = this.#tail.subarray(0, this.#tailLen);
+    this.#spare = this.#tail.subarray(this.#tailLen);
     this.#tail = null;
   }
 

@@ -9,6 +9,19 @@ import { Reactor } from "../reactor/mod.ts";
 let shared: Reactor | undefined;
 
 /**
+ * Runs `fn` on the reactor's next iteration, or in a microtask if the
+ * reactor is already closed, so a transport closed during clean-up still
+ * emits its `close` event exactly once.
+ */
+export function soon(reactor: Reactor, fn: () => void): void {
+  try {
+    reactor.callSoon(fn);
+  } catch {
+    queueMicrotask(fn);
+  }
+}
+
+/**
  * The process-wide default {@linkcode Reactor}, created on first use. Every
  * `net` call without a `reactor` option uses it.
  *

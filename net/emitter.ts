@@ -33,20 +33,21 @@ export class Emitter<E extends { [K in keyof E]: Listener }> {
     return this;
   }
 
-  /** Adds `listener` for the next `event` only. */
+  /** Adds `listener` for the next `event` only; `off(event, listener)` removes it too. */
   once<K extends keyof E>(event: K, listener: E[K]): this {
     const wrapper = ((...args: Parameters<E[K]>) => {
       this.off(event, wrapper);
       listener(...args);
-    }) as E[K];
+    }) as E[K] & { listener?: E[K] };
+    wrapper.listener = listener;
     return this.on(event, wrapper);
   }
 
-  /** Removes `listener` from `event`. */
+  /** Removes `listener` (added with `on` or `once`) from `event`. */
   off<K extends keyof E>(event: K, listener: E[K]): this {
     const list = this.#listeners[event];
     if (list) {
-      const i = list.indexOf(listener);
+      const i = list.findIndex((l) => l === listener || (l as { listener?: unknown }).listener === listener);
       if (i >= 0) this.#listeners[event] = list.filter((_, j) => j !== i);
     }
     return this;

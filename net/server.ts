@@ -103,6 +103,7 @@ export class Server extends Emitter<ServerEvents> {
   #retry: TimerHandle | null = null;
   #closed = false;
   #closeWaiters: (() => void)[] = [];
+  #closeEmitted = false;
   readonly #onAcceptable = (): void => this.#accept();
 
   /** Prefer {@linkcode listen}. */
@@ -179,7 +180,10 @@ export class Server extends Emitter<ServerEvents> {
     if (!this.#closed || this.connections.size > 0 || this.#closeWaiters.length === 0) return;
     const waiters = this.#closeWaiters;
     this.#closeWaiters = [];
-    this.emit("close");
+    if (!this.#closeEmitted) {
+      this.#closeEmitted = true;
+      this.emit("close");
+    }
     for (const w of waiters) w();
   }
 
@@ -192,6 +196,8 @@ export class Server extends Emitter<ServerEvents> {
         if (err instanceof OSError && (err.code === "EMFILE" || err.code === "ENFILE")) {
           this.#overload(err);
         } else {
+          // ENOBUFS, ENOMEM…: the listener stays readable, so back off instead of spinning.
+          this.#pause();
           this.emit("error", err as Error);
         }
         return;
@@ -232,7 +238,7 @@ export class Server extends Emitter<ServerEvents> {
     if (this.#reserveFd >= 0) {
       closeFd(this.#reserveFd);
       this.#reserveFd = -1;
-      for (;;) {
+      for (let i = 0; i < this.#batch; i++) {
         let fd: number;
         try {
           fd = accept(this.fd);
@@ -243,11 +249,7 @@ export class Server extends Emitter<ServerEvents> {
         closeFd(fd);
         shed++;
       }
-      try {
-        this.#reserveFd = eventfd();
-      } catch {
-        this.#reserveFd = -1;
-      }
+      this.#takeReserve();
     }
     this.shed += shed;
     if (this.#reserveFd < 0 || shed === 0) this.#pause();
@@ -262,15 +264,19 @@ export class Server extends Emitter<ServerEvents> {
       this.#retry = null;
       this.#paused = false;
       if (this.#closed) return;
-      if (this.#reserveFd < 0) {
-        try {
-          this.#reserveFd = eventfd();
-        } catch {
-          // still full: accepting resumes anyway; the next EMFILE pauses again
-        }
-      }
+      // Still full? Accepting resumes anyway; the next EMFILE pauses again.
+      if (this.#reserveFd < 0) this.#takeReserve();
       this.reactor.addReader(this.fd, this.#onAcceptable);
     });
+  }
+
+  /** Opens the reserve fd (an eventfd) if the table has room; leaves -1 if not. */
+  #takeReserve(): void {
+    try {
+      this.#reserveFd = eventfd();
+    } catch {
+      this.#reserveFd = -1;
+    }
   }
 }
 

@@ -25,7 +25,7 @@ import {
 } from "../ffi/mod.ts";
 import type { Reactor } from "../reactor/mod.ts";
 import { endpoint, type HostPort } from "./address.ts";
-import { defaultReactor } from "./default_reactor.ts";
+import { defaultReactor, soon } from "./default_reactor.ts";
 import { Emitter } from "./emitter.ts";
 
 /** Events of a {@linkcode UdpSocket}. */
@@ -141,7 +141,7 @@ export class UdpSocket extends Emitter<UdpEvents> {
     closeFd(this.fd);
     this.fd = -1;
     this.#queue = [];
-    this.reactor.callSoon(() => this.emit("close"));
+    soon(this.reactor, () => this.emit("close"));
   }
 
   readonly #onReadable = (): void => {
@@ -162,7 +162,7 @@ export class UdpSocket extends Emitter<UdpEvents> {
 
   readonly #onWritable = (): void => {
     const q = this.#queue;
-    while (q.length > 0) {
+    while (q.length > 0 && this.fd >= 0) {
       const d = q[0];
       let n: number;
       try {
@@ -175,6 +175,7 @@ export class UdpSocket extends Emitter<UdpEvents> {
       if (n === WOULD_BLOCK) return;
       q.shift();
     }
+    if (this.fd < 0) return; // closed by an error listener
     this.reactor.removeWriter(this.fd);
     this.#writing = false;
   };

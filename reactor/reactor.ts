@@ -277,7 +277,9 @@ export class Reactor {
 
   /**
    * Asks the running loop to return after the current iteration. Safe to call
-   * from callbacks, promises and signal listeners.
+   * from callbacks, promises and signal listeners. Called while the loop is
+   * not running, it makes the next `run()`/`runSync()` return at once (so a
+   * signal handled between two `runSync()` slices is not lost).
    */
   stop(): void {
     this.#stopping = true;
