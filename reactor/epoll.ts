@@ -155,8 +155,6 @@ export class EpollSelector<T = unknown> extends BaseSelector<T> {
     const s = EPOLL_EVENT_STRIDE;
     const d = s === 3 ? 1 : 2;
     const keys = this.keys;
-    const readyKeys = this.readyKeys;
-    const readyEvents = this.readyEvents;
     let j = 0;
     for (let i = 0; i < n; i++) {
       const base = s * i;
@@ -166,11 +164,7 @@ export class EpollSelector<T = unknown> extends BaseSelector<T> {
       let mask = 0;
       if (ev & READ_MASK) mask |= EVENT_READ;
       if (ev & WRITE_MASK) mask |= EVENT_WRITE;
-      mask &= key.events;
-      if (mask === 0) continue;
-      readyKeys[j] = key;
-      readyEvents[j] = mask;
-      j++;
+      j = this.pushReady(j, key, mask);
     }
     return j;
   }

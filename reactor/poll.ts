@@ -123,8 +123,6 @@ export class PollSelector<T = unknown> extends BaseSelector<T> {
   }
 
   #collect(ev: Int16Array, order: SelectorKey<T>[], count: number, n: number): number {
-    const readyKeys = this.readyKeys;
-    const readyEvents = this.readyEvents;
     let j = 0;
     for (let i = 0; i < count && n > 0; i++) {
       const re = ev[4 * i + 3];
@@ -135,11 +133,7 @@ export class PollSelector<T = unknown> extends BaseSelector<T> {
       let mask = 0;
       if (re & READ_MASK) mask |= EVENT_READ;
       if (re & WRITE_MASK) mask |= EVENT_WRITE;
-      mask &= key.events;
-      if (mask === 0) continue;
-      readyKeys[j] = key;
-      readyEvents[j] = mask;
-      j++;
+      j = this.pushReady(j, key, mask);
     }
     return j;
   }

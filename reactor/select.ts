@@ -125,8 +125,6 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
   }
 
   #collect(r: Uint32Array, w: Uint32Array, keys = this.keys, maxFd = this.#maxFd): number {
-    const readyKeys = this.readyKeys;
-    const readyEvents = this.readyEvents;
     const words = maxFd < 0 ? 0 : (maxFd >>> 5) + 1;
     let j = 0;
     for (let word = 0; word < words; word++) {
@@ -140,11 +138,7 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
         let mask = 0;
         if (r[word] & low) mask |= EVENT_READ;
         if (w[word] & low) mask |= EVENT_WRITE;
-        mask &= key.events;
-        if (mask === 0) continue;
-        readyKeys[j] = key;
-        readyEvents[j] = mask;
-        j++;
+        j = this.pushReady(j, key, mask);
       }
     }
     return j;

@@ -225,6 +225,18 @@ export abstract class BaseSelector<T = unknown> implements Selector<T> {
   /** Frees backend resources. */
   protected abstract release(): void;
 
+  /**
+   * Records `key` as ready at slot `j` with the events it still wants out of
+   * `mask` (a backend's mapped `EVENT_*` bits); returns the next free slot.
+   */
+  protected pushReady(j: number, key: SelectorKey<T>, mask: number): number {
+    mask &= key.events;
+    if (mask === 0) return j;
+    this.readyKeys[j] = key;
+    this.readyEvents[j] = mask;
+    return j + 1;
+  }
+
   /** Grows the ready arrays to hold `capacity` entries. */
   protected grow(capacity: number): void {
     const next = new Uint32Array(capacity);
