@@ -552,3 +552,60 @@ Deno.test("examples/stdin_monitor.ts exits 0 on SIGINT while stdin stays open", 
     });
   }
 });
+
+// ---------------------------------------------------------------- udp_echo.ts, tcp_client.ts
+
+Deno.test("examples/udp_echo.ts echoes datagrams and exits 0 on SIGINT", async () => {
+  await using child = new Example("udp_echo.ts", ["--port", "0"]);
+  const [port] = await child.listening();
+  const script = `
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+for i in range(20):
+    msg = ("datagram %d " % i).encode() * (i + 1)
+    s.sendto(msg, ("127.0.0.1", ${port}))
+    data, addr = s.recvfrom(65536)
+    if data != msg or addr[1] != ${port}:
+        sys.exit("bad echo %r from %r" % (data, addr))
+print("ok")
+`;
+  const py = await new Deno.Command("python3", { args: ["-c", script], stdout: "piped", stderr: "piped" }).output();
+  assert.equal(py.code, 0, new TextDecoder().decode(py.stderr) + child.transcript);
+  child.proc.kill("SIGINT");
+  const status = await child.exit();
+  assert.equal(status.code, 0, child.transcript);
+  assert.ok(child.lines.includes("udp_echo: echoed 20 datagrams"), child.transcript);
+});
+
+Deno.test("examples/tcp_client.ts sends stdin lines to echo.ts, prints the replies and exits 0 at EOF", async () => {
+  await using server = new Example("echo.ts", ["--port", "0"]);
+  const [port] = await server.listening();
+  const client = new Deno.Command(DENO, {
+    args: ["run", "--allow-ffi", new URL("tcp_client.ts", EXAMPLES).pathname, "--port", String(port)],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = client.stdin.getWriter();
+  await w.write(new TextEncoder().encode("first line\nsecond line\n"));
+  await w.close();
+  const out = await client.output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, stderr);
+  assert.equal(new TextDecoder().decode(out.stdout), "first line\nsecond line\n");
+  assert.ok(stderr.includes(`connected to 127.0.0.1:${port}`), stderr);
+  server.proc.kill("SIGINT");
+  assert.equal((await server.exit()).code, 0, server.transcript);
+});
+
+Deno.test("examples/tcp_client.ts reports a refused connection and exits 1", async () => {
+  const out = await new Deno.Command(DENO, {
+    args: ["run", "--allow-ffi", new URL("tcp_client.ts", EXAMPLES).pathname, "--port", "1"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 1);
+  assert.match(new TextDecoder().decode(out.stderr), /ECONNREFUSED \(connect\)/);
+});

@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { connect, type Connection, Emitter, listen } from "../net/mod.ts";
+import { getSockOptInt, IPPROTO_TCP, SO_KEEPALIVE, SOL_SOCKET, TCP_KEEPIDLE, TCP_NODELAY } from "../ffi/mod.ts";
 import { type BackendName, Reactor } from "../reactor/mod.ts";
 import { assertNoFdLeak, BACKENDS } from "./_helpers.ts";
 import { netTest, nextEvent, until } from "./_net.ts";
@@ -99,6 +100,58 @@ for (const backend of BACKENDS) {
           assert.equal(queued, 2000 * 4098);
           // Each sealed 16 KiB staging chunk used to be dropped for a fresh one: 4.5x the queued bytes.
           assert.ok(grown < queued * 2, `queued ${queued} bytes, external memory grew ${grown} bytes`);
+        }),
+    );
+
+    await t.step(
+      "conn.readable.pipeTo(conn.writable) echoes 4 MiB with backpressure",
+      () =>
+        netTest(backend as BackendName, async (ctx) => {
+          const piped: Promise<void>[] = [];
+          const server = ctx.listen({ port: 0, highWaterMark: 16 * 1024 }, (c) => {
+            piped.push(c.readable.pipeTo(c.writable));
+          });
+          const conn = ctx.connect({ port: server.port });
+          const total = 4 * 1024 * 1024;
+          const payload = new Uint8Array(total);
+          for (let i = 0; i < total; i++) payload[i] = (i * 31 + (i >>> 9)) & 0xff;
+          let got = 0;
+          let wrong = -1;
+          conn.on("data", (chunk) => {
+            for (let j = 0; j < chunk.byteLength; j++) {
+              if (wrong < 0 && chunk[j] !== payload[got + j]) wrong = got + j;
+            }
+            got += chunk.byteLength;
+          });
+          await nextEvent(conn, "connect");
+          for (let at = 0; at < total; at += 256 * 1024) {
+            if (!conn.write(payload.subarray(at, at + 256 * 1024))) await nextEvent(conn, "drain");
+          }
+          conn.end(); // the server's readable ends, pipeTo closes its writable: end() comes back to us
+          await until(() => conn.readableEnded, "the echo's end", 10_000);
+          assert.equal(got, total);
+          assert.equal(wrong, -1, `byte ${wrong} is wrong`);
+          await Promise.all(piped);
+        }),
+    );
+
+    await t.step(
+      "setNoDelay() and setKeepAlive() set the socket options",
+      () =>
+        netTest(backend as BackendName, async (ctx) => {
+          const server = ctx.listen({ port: 0 });
+          const conn = ctx.connect({ port: server.port });
+          await nextEvent(conn, "connect");
+          assert.equal(getSockOptInt(conn.fd, IPPROTO_TCP, TCP_NODELAY), 0);
+          conn.setNoDelay();
+          assert.equal(getSockOptInt(conn.fd, IPPROTO_TCP, TCP_NODELAY), 1);
+          conn.setNoDelay(false);
+          assert.equal(getSockOptInt(conn.fd, IPPROTO_TCP, TCP_NODELAY), 0);
+          conn.setKeepAlive(true, 2500);
+          assert.equal(getSockOptInt(conn.fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+          assert.equal(getSockOptInt(conn.fd, IPPROTO_TCP, TCP_KEEPIDLE), 3); // seconds, rounded up
+          conn.setKeepAlive(false);
+          assert.equal(getSockOptInt(conn.fd, SOL_SOCKET, SO_KEEPALIVE), 0);
         }),
     );
   });
