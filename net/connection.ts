@@ -389,7 +389,10 @@ export class Connection extends Emitter<ConnectionEvents> {
   /**
    * The outgoing side as a web `WritableStream` (created on first use): each
    * write resolves once the connection's queue is below the high-water mark;
-   * closing the stream calls `end()`, aborting it `destroy()`.
+   * closing the stream calls `end()`, aborting it `destroy()`. Once it exists
+   * the stream owns the write side's end: the peer's `end` no longer ends
+   * the connection for you (a `pipeTo` still writing would fail), closing
+   * the stream does.
    */
   get writable(): WritableStream<Uint8Array> {
     return this.#writableStream ??= new WritableStream<Uint8Array>({
@@ -446,7 +449,7 @@ export class Connection extends Emitter<ConnectionEvents> {
       this.emit("end");
       if (this.#destroyed) return;
       if (this.#writeShut) this.destroy();
-      else if (!this.#allowHalfOpen) this.end();
+      else if (!this.#allowHalfOpen && this.#writableStream === undefined) this.end();
       return;
     }
     this.bytesRead += n;
@@ -521,20 +524,22 @@ export class Connection extends Emitter<ConnectionEvents> {
         }
       }
     }
-    if (this.#head === queue.length) {
+    const empty = this.#head === queue.length;
+    if (empty) {
       queue.length = 0;
       this.#head = 0;
       this.reactor.removeWriter(this.fd);
       this.#writing = false;
-      if (this.#ending) this.#shutWrite();
     } else if (this.#head > 1024) {
       queue.splice(0, this.#head);
       this.#head = 0;
     }
+    // drain before FIN: a writer waiting for it learns its bytes went out before the connection may close.
     if (this.#needDrain && this.#queued <= this.#low && !this.#destroyed) {
       this.#needDrain = false;
       this.emit("drain");
     }
+    if (empty && this.#ending) this.#shutWrite();
   }
 
   #shutWrite(): void {
