@@ -228,14 +228,19 @@ export function readv(fd: number, iov: Uint8Array, count: number): number {
 }
 
 /**
- * Fills `iov` (an iovec array of `chunks.length` entries) with the address and
- * length of each chunk, for {@linkcode writev} / {@linkcode readv}.
- * The chunks must stay alive and unmoved until the call returns.
+ * Fills `iov` (an iovec array of `count` entries) with the address and
+ * length of `chunks[start .. start+count)`, for {@linkcode writev} /
+ * {@linkcode readv}. The chunks must stay alive and unmoved until the call returns.
  */
-export function fillIovec(iov: Uint8Array, chunks: readonly Uint8Array[], count: number = chunks.length): void {
+export function fillIovec(
+  iov: Uint8Array,
+  chunks: readonly Uint8Array[],
+  count: number = chunks.length,
+  start = 0,
+): void {
   const words = new BigUint64Array(iov.buffer, iov.byteOffset, count * 2);
   for (let i = 0; i < count; i++) {
-    const c = chunks[i];
+    const c = chunks[start + i];
     const p = Deno.UnsafePointer.value(Deno.UnsafePointer.of(c as Uint8Array<ArrayBuffer>));
     words[2 * i] = BigInt(p);
     words[2 * i + 1] = BigInt(c.byteLength);
@@ -248,7 +253,6 @@ export const MAX_GATHER = 64;
 export const GATHER_COPY_LIMIT = 64 * 1024;
 const gatherCopy = new Uint8Array(GATHER_COPY_LIMIT);
 const gatherIov = new Uint8Array(MAX_GATHER * IOVEC_SIZE);
-const gatherWords = new BigUint64Array(gatherIov.buffer);
 const gatherMsg = new Uint8Array(MSGHDR_SIZE);
 const gatherMsgWords = new BigUint64Array(gatherMsg.buffer);
 gatherMsgWords[2] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(gatherIov)));
@@ -287,11 +291,7 @@ export function sendChunks(
     }
     return send(fd, gatherCopy, copied, flags);
   }
-  for (let i = 0; i < count; i++) {
-    const c = chunks[start + i];
-    gatherWords[2 * i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(c as Uint8Array<ArrayBuffer>)));
-    gatherWords[2 * i + 1] = BigInt(c.byteLength);
-  }
+  fillIovec(gatherIov, chunks, count, start);
   gatherMsgWords[3] = BigInt(count);
   let n: number;
   do {
