@@ -21,6 +21,27 @@
  * @module
  */
 
-export * from "./reactor/mod.ts";
+export {
+  type BackendName,
+  BACKENDS,
+  createSelector,
+  defaultSelector,
+  type EpollOptions,
+  EpollSelector,
+  type ErrorContext,
+  EVENT_EDGE,
+  EVENT_ONESHOT,
+  EVENT_READ,
+  EVENT_WRITE,
+  type IOCallback,
+  PollSelector,
+  Reactor,
+  type ReactorMetrics,
+  type ReactorOptions,
+  type Selector,
+  SelectorKey,
+  SelectSelector,
+  type TimerHandle,
+} from "./reactor/mod.ts";
 export * from "./net/mod.ts";
 export { Errno, errnoName, OSError } from "./ffi/mod.ts";

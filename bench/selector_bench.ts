@@ -17,7 +17,7 @@
  */
 
 import { close, dupAtLeast, F_GETFD, FD_SETSIZE, pipe, sym, write } from "../ffi/mod.ts";
-import { BACKENDS, defaultSelector } from "../reactor/default.ts";
+import { BACKENDS, createSelector } from "../reactor/default.ts";
 import { EVENT_READ, type Selector } from "../reactor/selector.ts";
 
 const SIZES = [10, 100, 1000];
@@ -74,7 +74,7 @@ for (const n of SIZES) {
       Deno.bench({ name: `${name} (skipped: ${why})`, group, ignore: true, fn() {} });
       continue;
     }
-    const sel = defaultSelector<number>(backend);
+    const sel = createSelector<number>(backend);
     selectors.push(sel);
     for (const fd of registered) sel.register(fd, EVENT_READ, fd);
     Deno.bench({

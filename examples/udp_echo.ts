@@ -23,7 +23,7 @@ const reactor = new Reactor({ backend: backendFlag(flags.backend) });
 let datagrams = 0;
 const sock = bindUdp({ host: flags.host, port: portFlag(flags.port), reactor }, (bytes, from) => {
   datagrams++;
-  if (from.family !== "unix") sock.send(bytes, from);
+  sock.send(bytes, from);
 });
 sock.on("error", (err) => console.error(`udp_echo: ${err.message}`));
 console.log(`listening on ${formatAddress(sock.address)}`);

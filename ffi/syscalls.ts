@@ -12,6 +12,19 @@
  * - errno is read from {@linkcode errnoView} on the line after the call, before
  *   anything allocates.
  *
+ * Why each wrapper spells out its own `do { … } while (n === RETRY)` loop
+ * instead of sharing one `retryOnEintr(() => sym.read(…))`: the shared form
+ * needs a closure per call, and these wrappers run once per event on the hot
+ * path, where a closure is an allocation and a call V8 may not inline. What
+ * is shared is the classification of the result (`ioResult()`); the
+ * three-line loop is repeated on purpose.
+ *
+ * The `nonblocking: true` symbols (the `*_nb` waits) run on Deno's blocking
+ * thread pool, so their errno is lost on that thread: their wrappers
+ * ({@linkcode epollWaitAsync}, {@linkcode pollAsync}, {@linkcode selectAsync})
+ * report any failure as {@linkcode INTERRUPTED}, and the caller's next
+ * synchronous wait, which can read errno, raises a real error if one persists.
+ *
  * @module
  */
 
@@ -24,6 +37,7 @@ import {
   EPOLL_CTL_ADD,
   EPOLL_CTL_DEL,
   F_DUPFD_CLOEXEC,
+  F_GETFD,
   F_GETFL,
   F_SETFL,
   IPPROTO_IPV6,
@@ -39,7 +53,7 @@ import { decodeSockaddr, IOVEC_SIZE, MSGHDR_SIZE, SOCKADDR_STORAGE_SIZE, type So
 
 const { EINTR, EAGAIN, EINPROGRESS, ECONNABORTED } = Errno;
 
-/** Returned by the I/O wrappers when the call would block (`EAGAIN`). */
+/** Returned by the I/O wrappers when the call would block (`EAGAIN`). Distinct from {@linkcode INTERRUPTED}. */
 export const WOULD_BLOCK = -1;
 
 /** Largest length passed to a `u32` size parameter: the `i32` result must hold it. */
@@ -104,8 +118,12 @@ export function epollCtl(ep: number, op: number, fd: number, event: Uint8Array):
   }
 }
 
-/** Returned by the waits (`epoll_wait`, `poll`, `select`) when a signal interrupted them (`EINTR`). */
-export const INTERRUPTED = -1;
+/**
+ * Returned by the waits (`epoll_wait`, `poll`, `select`) when a signal
+ * interrupted them (`EINTR`). Distinct from {@linkcode WOULD_BLOCK}, so a
+ * result can never be misread.
+ */
+export const INTERRUPTED = -2;
 
 /** `epoll_wait`: the number of events, or {@linkcode INTERRUPTED}. */
 export function epollWait(ep: number, events: Deno.PointerValue, max: number, timeoutMs: number): number {
@@ -139,12 +157,52 @@ export function select(
   throw osError(e, "select", `Cannot select on ${nfds} fds`);
 }
 
+/**
+ * `epoll_wait` on Deno's blocking thread pool (`nonblocking: true` FFI), so
+ * the JS thread stays free: the number of events, or {@linkcode INTERRUPTED}
+ * for any failure (errno is lost on the worker thread; see the module doc).
+ * `events` must not be touched until the promise settles.
+ */
+export async function epollWaitAsync(
+  ep: number,
+  events: Deno.PointerValue,
+  max: number,
+  timeoutMs: number,
+): Promise<number> {
+  const n = await sym.epoll_wait_nb(ep, events, max, timeoutMs);
+  return n < 0 ? INTERRUPTED : n;
+}
+
+/**
+ * `poll` on Deno's blocking thread pool: the number of ready entries, or
+ * {@linkcode INTERRUPTED} for any failure. `fds` must not be touched until the promise settles.
+ */
+export async function pollAsync(fds: Uint8Array, nfds: number, timeoutMs: number): Promise<number> {
+  const n = await sym.poll_nb(fds, nfds, timeoutMs);
+  return n < 0 ? INTERRUPTED : n;
+}
+
+/**
+ * `select(nfds, r, w, null, timeout)` on Deno's blocking thread pool: the
+ * number of ready fds, or {@linkcode INTERRUPTED} for any failure. The sets
+ * must not be touched until the promise settles.
+ */
+export async function selectAsync(
+  nfds: number,
+  readFds: Uint8Array,
+  writeFds: Uint8Array,
+  timeout: Uint8Array | null,
+): Promise<number> {
+  const n = await sym.select_nb(nfds, readFds, writeFds, null, timeout);
+  return n < 0 ? INTERRUPTED : n;
+}
+
 export { EPOLL_CTL_ADD, EPOLL_CTL_DEL };
 
 // ---------------------------------------------------------------- descriptors
 
-/** What {@linkcode ioResult} returns for `EINTR`: make the call again. */
-const RETRY = -2;
+/** What {@linkcode ioResult} returns for `EINTR`: make the call again. Never leaves this module. */
+const RETRY = -3;
 
 /**
  * Classifies the result of an I/O call: `n ≥ 0` as is, {@linkcode WOULD_BLOCK}
@@ -307,6 +365,18 @@ export function setNonBlocking(fd: number, on = true): void {
   const next = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
   if (next !== flags && sym.fcntl(fd, F_SETFL, next) < 0) {
     throw osError(errnoView[0], "fcntl", `Cannot set flags of fd ${fd}`);
+  }
+}
+
+/**
+ * Throws `EBADF` (as an {@linkcode OSError} from `fcntl`, with `context` in
+ * the message) unless `fd` is an open descriptor. A cheap probe:
+ * `fcntl(fd, F_GETFD)`.
+ */
+export function assertOpenFd(fd: number, context: string): void {
+  if (sym.fcntl(fd, F_GETFD, 0) < 0) {
+    const e = errnoView[0];
+    throw osError(e, "fcntl", context);
   }
 }
 

@@ -44,11 +44,20 @@ export function resolveHost(host: string): string {
   );
 }
 
-/** Encodes an endpoint for bind/connect/sendto, with a printable form for messages. */
-export function endpoint(
-  addr: HostPort | UnixPath,
-  defaultHost = "127.0.0.1",
-): { buf: Uint8Array; len: number; family: number; text: string } {
+/** An encoded socket address for bind/connect/sendto, with a printable form for messages. */
+export interface Endpoint {
+  /** The `struct sockaddr_*` bytes. */
+  buf: Uint8Array;
+  /** Its length. */
+  len: number;
+  /** `AF_INET`, `AF_INET6` or `AF_UNIX`. */
+  family: number;
+  /** `127.0.0.1:80`, `[::1]:80` or the Unix path. */
+  text: string;
+}
+
+/** Encodes an endpoint for bind/connect/sendto. Internal: not exported from the package. */
+export function endpoint(addr: HostPort | UnixPath, defaultHost = "127.0.0.1"): Endpoint {
   if ("path" in addr && typeof addr.path === "string") {
     return { ...encodeSockaddr({ path: addr.path }), text: addr.path };
   }

@@ -7,7 +7,7 @@
 import { close as closeFd, connect as connectFd, OSError, SOCK_STREAM, socket } from "../ffi/mod.ts";
 import type { Reactor } from "../reactor/mod.ts";
 import { endpoint, type HostPort, type UnixPath } from "./address.ts";
-import { Connection, type ConnectionOptions } from "./connection.ts";
+import { bufferOptions, Connection, type ConnectionOptions } from "./connection.ts";
 import { defaultReactor } from "./default_reactor.ts";
 
 /** Options of {@linkcode connect}. */
@@ -53,13 +53,15 @@ export function connect(target: (HostPort | UnixPath) & ConnectOptions): Connect
   // reactor (`connect`, or `error` + `close`), so it is the same for TCP and Unix sockets.
   let conn: Connection;
   try {
-    conn = new Connection(reactor, fd, target, true);
+    conn = new Connection(reactor, fd, {
+      ...bufferOptions(target),
+      connecting: { target: ep.text, timeout: failure ? undefined : target.timeout },
+    });
   } catch (err) {
     // e.g. a RangeError from the select backend for fd ≥ FD_SETSIZE: do not leak the socket.
     closeFd(fd);
     throw err;
   }
-  conn.setConnectTarget(ep.text, failure ? undefined : target.timeout);
   if (failure) conn.destroy(failure);
   return conn;
 }

@@ -67,13 +67,42 @@ export interface ConnectionOptions {
   allowHalfOpen?: boolean;
 }
 
+/**
+ * How `new Connection()` was given its socket: a connect still in progress
+ * (made by `connect()`), with the target for messages and an optional timeout.
+ */
+export interface ConnectingOptions {
+  /** The target as text (`127.0.0.1:80`, `[::1]:80`, a path), named in connect errors. */
+  target: string;
+  /** Give up after this many ms with `ETIMEDOUT`. */
+  timeout?: number;
+}
+
+/** Options of `new Connection()`: buffering, and whether the socket is still connecting. */
+export interface ConnectionInit extends ConnectionOptions {
+  /** Set when a non-blocking connect is in progress on the socket (see {@linkcode connect}). */
+  connecting?: ConnectingOptions;
+}
+
+/** The buffering options out of a `connect()` or `listen()` options object. Internal. */
+export function bufferOptions(options: ConnectionOptions): ConnectionOptions {
+  return {
+    highWaterMark: options.highWaterMark,
+    lowWaterMark: options.lowWaterMark,
+    maxWriteBuffer: options.maxWriteBuffer,
+    allowHalfOpen: options.allowHalfOpen,
+  };
+}
+
 /** Bytes read per `recv` (one buffer shared by every connection of the thread). */
-export const READ_SIZE = 64 * 1024;
+const READ_SIZE = 64 * 1024;
 const readBuf = new Uint8Array(READ_SIZE);
 /** Queued writes up to this size are copied into a shared staging chunk instead of a copy of their own. */
 const COALESCE_MAX = 4096;
 const STAGING_SIZE = 16 * 1024;
 const encoder = new TextEncoder();
+/** Takes the place of a sent chunk in the queue, so the queue holds no reference to it. */
+const SENT = new Uint8Array(0);
 
 let connectionCount = 0;
 
@@ -95,14 +124,13 @@ let connectionCount = 0;
  * ```
  */
 export class Connection extends Emitter<ConnectionEvents> {
-  /** The socket's fd, or -1 once closed. */
-  fd: number;
   /** The reactor driving this connection. */
   readonly reactor: Reactor;
-  /** Bytes received so far. */
-  bytesRead = 0;
-  /** Bytes handed to the kernel so far. */
-  bytesWritten = 0;
+  #fd: number;
+  /** The fd this connection had, kept after close to name it in error reports. */
+  readonly #fdForReports: number;
+  #bytesRead = 0;
+  #bytesWritten = 0;
   readonly #high: number;
   readonly #low: number;
   readonly #max: number;
@@ -140,25 +168,42 @@ export class Connection extends Emitter<ConnectionEvents> {
    *
    * @param reactor The reactor to register with.
    * @param fd A non-blocking stream socket; the connection owns it from now on.
-   * @param options Buffering options.
-   * @param connecting True while a non-blocking connect is in progress.
+   * @param options Buffering options, and `connecting` while a non-blocking connect is in progress.
    */
-  constructor(reactor: Reactor, fd: number, options: ConnectionOptions = {}, connecting = false) {
+  constructor(reactor: Reactor, fd: number, options: ConnectionInit = {}) {
     super();
     this.reactor = reactor;
-    this.fd = fd;
+    this.#fd = this.#fdForReports = fd;
     this.#high = options.highWaterMark ?? 64 * 1024;
     this.#low = Math.min(options.lowWaterMark ?? 16 * 1024, this.#high);
     this.#max = Math.max(options.maxWriteBuffer ?? 16 * 1024 * 1024, this.#high);
     this.#allowHalfOpen = options.allowHalfOpen ?? false;
-    this.#connecting = connecting;
-    if (connecting) {
+    const connecting = options.connecting;
+    if (connecting !== undefined) {
+      this.#connecting = true;
+      this.#target = connecting.target;
       reactor.addWriter(fd, this.#onWritable);
       this.#writing = true;
+      if (connecting.timeout !== undefined) this.#armConnectTimeout(connecting.target, connecting.timeout);
     } else {
       this.#startReading();
     }
     connectionCount++; // only once registered: a constructor that throws made no connection
+  }
+
+  /** The socket's fd, or -1 once closed. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** Bytes received so far. */
+  get bytesRead(): number {
+    return this.#bytesRead;
+  }
+
+  /** Bytes handed to the kernel so far. */
+  get bytesWritten(): number {
+    return this.#bytesWritten;
   }
 
   /** Number of connections open in this process (all reactors). */
@@ -193,15 +238,15 @@ export class Connection extends Emitter<ConnectionEvents> {
 
   /** The local address (`getsockname`). */
   get localAddress(): SocketAddress | undefined {
-    if (this.#local === undefined && this.fd >= 0) this.#local = getSockName(this.fd);
+    if (this.#local === undefined && this.#fd >= 0) this.#local = getSockName(this.#fd);
     return this.#local;
   }
 
   /** The peer's address (`getpeername`); cached once known, so it survives close. */
   get remoteAddress(): SocketAddress | undefined {
-    if (this.#remote === undefined && this.fd >= 0 && !this.#connecting) {
+    if (this.#remote === undefined && this.#fd >= 0 && !this.#connecting) {
       try {
-        this.#remote = getPeerName(this.fd);
+        this.#remote = getPeerName(this.#fd);
       } catch (err) {
         if (!(err instanceof OSError) || err.code !== "ENOTCONN") throw err;
       }
@@ -217,69 +262,95 @@ export class Connection extends Emitter<ConnectionEvents> {
    * @throws {Error} (code `ERR_WRITE_AFTER_END`) after `end()` or `destroy()`.
    */
   write(data: Uint8Array | string): boolean {
-    if (this.#ending || this.#destroyed) {
-      const err = new Error(
-        this.#destroyed ? "Cannot write to a destroyed connection" : "Cannot write after end()",
-      ) as Error & { code: string };
-      err.code = "ERR_WRITE_AFTER_END";
-      throw err;
-    }
+    this.#assertWritable();
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
-    if (bytes.byteLength === 0) return this.#queued < this.#high;
-    let offset = 0;
-    if (this.#queued === 0 && !this.#connecting) {
-      // Fast path: straight to the kernel, queue only what it does not take.
-      let n: number;
-      try {
-        n = send(this.fd, bytes, bytes.byteLength, MSG_NOSIGNAL);
-      } catch (err) {
-        this.destroy(err as Error);
-        return false;
-      }
-      if (n === bytes.byteLength) {
-        this.bytesWritten += n;
-        return true;
-      }
-      if (n > 0) {
-        offset = n;
-        this.bytesWritten += n;
-      }
+    let sent = 0;
+    if (this.#queued === 0 && !this.#connecting && bytes.byteLength > 0) {
+      sent = this.#sendNow(bytes);
+      if (this.#destroyed) return false;
+      if (sent === bytes.byteLength) return true;
     }
+    if (sent < bytes.byteLength && !this.#enqueue(bytes, sent, typeof data === "string")) return false;
+    return this.#belowHighWater();
+  }
+
+  /** Throws `ERR_WRITE_AFTER_END` once the connection is ending or destroyed. */
+  #assertWritable(): void {
+    if (!this.#ending && !this.#destroyed) return;
+    const err = new Error(
+      this.#destroyed ? "Cannot write to a destroyed connection" : "Cannot write after end()",
+    ) as Error & { code: string };
+    err.code = "ERR_WRITE_AFTER_END";
+    throw err;
+  }
+
+  /** Hands `bytes` to the kernel with one `send`; returns how many it took (the connection is destroyed on error). */
+  #sendNow(bytes: Uint8Array): number {
+    let n: number;
+    try {
+      n = send(this.#fd, bytes, bytes.byteLength, MSG_NOSIGNAL);
+    } catch (err) {
+      this.destroy(err as Error);
+      return 0;
+    }
+    if (n === WOULD_BLOCK) return 0;
+    this.#bytesWritten += n;
+    return n;
+  }
+
+  /**
+   * Queues a copy of `bytes[offset..]` (the caller may reuse its buffer; a
+   * string's fresh encoding is `owned` and kept as is) and watches for
+   * writability. Returns false, destroying the connection with `ENOBUFS`,
+   * when the queue would pass `maxWriteBuffer`.
+   */
+  #enqueue(bytes: Uint8Array, offset: number, owned: boolean): boolean {
     const len = bytes.byteLength - offset;
     if (this.#queued + len > this.#max) {
       this.destroy(
         new OSError(
           Errno.ENOBUFS,
           "write",
-          `Cannot queue ${len} more bytes on fd ${this.fd}`,
+          `Cannot queue ${len} more bytes on fd ${this.#fd}`,
           `the write buffer holds ${this.#queued} bytes, its limit is ${this.#max} (wait for "drain")`,
         ),
       );
       return false;
     }
-    // The caller may reuse its buffer: queue a copy. Small writes share a staging chunk.
+    const rest = offset === 0 ? bytes : bytes.subarray(offset);
     if (len <= COALESCE_MAX) {
-      let tail = this.#tail;
-      if (tail === null || this.#tailLen + len > tail.byteLength) {
-        this.#sealTail();
-        const spare = this.#spare;
-        this.#spare = null;
-        tail = this.#tail = spare !== null && spare.byteLength >= len ? spare : new Uint8Array(STAGING_SIZE);
-        this.#tailIndex = this.#queue.length;
-        this.#tailLen = 0;
-        this.#queue.push(tail);
-      }
-      tail.set(offset === 0 ? bytes : bytes.subarray(offset), this.#tailLen);
-      this.#tailLen += len;
+      this.#stage(rest);
     } else {
       this.#sealTail();
-      this.#queue.push(offset === 0 && typeof data === "string" ? bytes : bytes.slice(offset));
+      this.#queue.push(owned && offset === 0 ? bytes : rest.slice());
     }
     this.#queued += len;
     if (!this.#writing && !this.#connecting) {
-      this.reactor.addWriter(this.fd, this.#onWritable);
+      this.reactor.addWriter(this.#fd, this.#onWritable);
       this.#writing = true;
     }
+    return true;
+  }
+
+  /** Copies a small write into the staging chunk, starting a new one when it is full. */
+  #stage(bytes: Uint8Array): void {
+    const len = bytes.byteLength;
+    let tail = this.#tail;
+    if (tail === null || this.#tailLen + len > tail.byteLength) {
+      this.#sealTail();
+      const spare = this.#spare;
+      this.#spare = null;
+      tail = this.#tail = spare !== null && spare.byteLength >= len ? spare : new Uint8Array(STAGING_SIZE);
+      this.#tailIndex = this.#queue.length;
+      this.#tailLen = 0;
+      this.#queue.push(tail);
+    }
+    tail.set(bytes, this.#tailLen);
+    this.#tailLen += len;
+  }
+
+  /** Backpressure: whether the queue is below the high-water mark; if not, `drain` is owed. */
+  #belowHighWater(): boolean {
     const below = this.#queued < this.#high;
     if (!below) this.#needDrain = true;
     return below;
@@ -301,7 +372,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     if (this.#destroyed) return;
     this.#destroyed = true;
     this.#connectTimer?.cancel();
-    const fd = this.fd;
+    const fd = this.#fd;
     if (this.#reading) this.reactor.removeReader(fd);
     if (this.#writing) this.reactor.removeWriter(fd);
     this.#reading = this.#writing = false;
@@ -309,12 +380,13 @@ export class Connection extends Emitter<ConnectionEvents> {
     this.#head = 0;
     this.#queued = 0;
     this.#tail = this.#spare = null;
-    this.fd = -1;
+    this.#fd = -1;
     connectionCount--;
     try {
       closeFd(fd);
-    } catch {
-      // EBADF would be a bug elsewhere; the fd is gone either way.
+    } catch (err) {
+      // EBADF would be a bug elsewhere; the fd is gone either way, but say so.
+      this.reactor.reportError(err, { source: "transport", fd });
     }
     soon(this.reactor, () => {
       if (error) this.emit("error", error);
@@ -322,11 +394,16 @@ export class Connection extends Emitter<ConnectionEvents> {
     });
   }
 
+  /** An `error` nobody listens for goes to the reactor's `onError`, naming the fd. */
+  protected override unhandledError(error: unknown): void {
+    this.reactor.reportError(error, { source: "transport", fd: this.#fdForReports });
+  }
+
   /** Stops reading (and so stops `data` events) until `resume()`. */
   pause(): void {
     this.#paused = true;
     if (this.#reading) {
-      this.reactor.removeReader(this.fd);
+      this.reactor.removeReader(this.#fd);
       this.#reading = false;
     }
   }
@@ -344,14 +421,14 @@ export class Connection extends Emitter<ConnectionEvents> {
 
   /** Sets `TCP_NODELAY` (disables Nagle's algorithm). TCP only. */
   setNoDelay(on = true): this {
-    setSockOptInt(this.fd, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
+    setSockOptInt(this.#fd, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
     return this;
   }
 
   /** Sets `SO_KEEPALIVE`, and `TCP_KEEPIDLE` (seconds, rounded up) when `initialDelayMs` > 0. TCP only. */
   setKeepAlive(on = true, initialDelayMs = 0): this {
-    setSockOptInt(this.fd, SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0);
-    if (on && initialDelayMs > 0) setSockOptInt(this.fd, IPPROTO_TCP, TCP_KEEPIDLE, Math.ceil(initialDelayMs / 1000));
+    setSockOptInt(this.#fd, SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0);
+    if (on && initialDelayMs > 0) setSockOptInt(this.#fd, IPPROTO_TCP, TCP_KEEPIDLE, Math.ceil(initialDelayMs / 1000));
     return this;
   }
 
@@ -416,10 +493,8 @@ export class Connection extends Emitter<ConnectionEvents> {
     });
   }
 
-  /** @internal Names the connect target for messages, and arms the connect timeout if `ms` is given. */
-  setConnectTarget(what: string, ms?: number): void {
-    this.#target = what;
-    if (ms === undefined) return;
+  /** Destroys the connection with `ETIMEDOUT` if the connect to `what` has not completed within `ms`. */
+  #armConnectTimeout(what: string, ms: number): void {
     this.#connectTimer = this.reactor.callLater(ms, () => {
       if (this.#connecting) {
         this.destroy(new OSError(Errno.ETIMEDOUT, "connect", `Cannot connect to ${what}`, `no answer within ${ms} ms`));
@@ -429,14 +504,14 @@ export class Connection extends Emitter<ConnectionEvents> {
 
   #startReading(): void {
     if (this.#reading || this.#paused || this.#readEnded || this.#destroyed || this.#connecting) return;
-    this.reactor.addReader(this.fd, this.#onReadable);
+    this.reactor.addReader(this.#fd, this.#onReadable);
     this.#reading = true;
   }
 
   #read(): void {
     let n: number;
     try {
-      n = recv(this.fd, readBuf, READ_SIZE, 0);
+      n = recv(this.#fd, readBuf, READ_SIZE, 0);
     } catch (err) {
       this.destroy(err as Error);
       return;
@@ -444,7 +519,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     if (n === WOULD_BLOCK) return;
     if (n === 0) {
       this.#readEnded = true;
-      this.reactor.removeReader(this.fd);
+      this.reactor.removeReader(this.#fd);
       this.#reading = false;
       this.emit("end");
       if (this.#destroyed) return;
@@ -452,7 +527,7 @@ export class Connection extends Emitter<ConnectionEvents> {
       else if (!this.#allowHalfOpen && this.#writableStream === undefined) this.end();
       return;
     }
-    this.bytesRead += n;
+    this.#bytesRead += n;
     const listeners = this.listeners("data");
     if (listeners === undefined) return;
     const chunk = readBuf.subarray(0, n);
@@ -463,13 +538,13 @@ export class Connection extends Emitter<ConnectionEvents> {
     if (this.#connecting) {
       let err = 0;
       try {
-        err = socketError(this.fd);
+        err = socketError(this.#fd);
       } catch (e) {
         this.destroy(e as Error);
         return;
       }
       if (err !== 0) {
-        this.destroy(osError(err, "connect", `Cannot connect to ${this.#target ?? `fd ${this.fd}`}`));
+        this.destroy(osError(err, "connect", `Cannot connect to ${this.#target ?? `fd ${this.#fd}`}`));
         return;
       }
       this.#connecting = false;
@@ -479,7 +554,7 @@ export class Connection extends Emitter<ConnectionEvents> {
       this.emit("connect");
       if (this.#destroyed) return;
       if (this.#queued === 0) {
-        this.reactor.removeWriter(this.fd);
+        this.reactor.removeWriter(this.#fd);
         this.#writing = false;
         if (this.#ending) this.#shutWrite();
         return;
@@ -496,57 +571,81 @@ export class Connection extends Emitter<ConnectionEvents> {
     this.#tail = null;
   }
 
+  /**
+   * Sends what the socket takes from the queue, then settles the state:
+   * stop watching writability once empty, owe or emit `drain`, and send the
+   * FIN that `end()` asked for.
+   */
   #flush(): void {
     this.#sealTail();
-    const queue = this.#queue;
-    while (this.#head < queue.length) {
-      const count = Math.min(queue.length - this.#head, MAX_GATHER);
-      let n: number;
-      try {
-        n = count === 1
-          ? send(this.fd, queue[this.#head], queue[this.#head].byteLength, MSG_NOSIGNAL)
-          : sendChunks(this.fd, queue, this.#head, count, MSG_NOSIGNAL);
-      } catch (err) {
-        this.destroy(err as Error);
-        return;
-      }
-      if (n === WOULD_BLOCK) break;
-      this.bytesWritten += n;
-      this.#queued -= n;
-      while (n > 0) {
-        const c = queue[this.#head];
-        if (n >= c.byteLength) {
-          n -= c.byteLength;
-          queue[this.#head++] = undefined as unknown as Uint8Array;
-        } else {
-          queue[this.#head] = c.subarray(n);
-          n = 0;
-        }
-      }
+    while (this.#head < this.#queue.length) {
+      const n = this.#sendQueued();
+      if (n === WOULD_BLOCK || this.#destroyed) break;
+      this.#bytesWritten += n;
+      this.#consume(n);
     }
-    const empty = this.#head === queue.length;
-    if (empty) {
-      queue.length = 0;
-      this.#head = 0;
-      this.reactor.removeWriter(this.fd);
-      this.#writing = false;
-    } else if (this.#head > 1024) {
-      queue.splice(0, this.#head);
-      this.#head = 0;
-    }
+    if (this.#destroyed) return;
+    if (this.#head === this.#queue.length) this.#resetQueue();
+    else if (this.#head > 1024) this.#compactQueue();
     // drain before FIN: a writer waiting for it learns its bytes went out before the connection may close.
-    if (this.#needDrain && this.#queued <= this.#low && !this.#destroyed) {
+    if (this.#needDrain && this.#queued <= this.#low) {
       this.#needDrain = false;
       this.emit("drain");
     }
-    if (empty && this.#ending) this.#shutWrite();
+    // Checked after drain: its listener may have queued more, and the FIN must wait for that too.
+    if (this.#ending && this.#queued === 0 && !this.#destroyed) this.#shutWrite();
+  }
+
+  /** One `send` (one chunk) or `sendChunks` (up to `MAX_GATHER`) from the head of the queue: bytes sent or `WOULD_BLOCK`. */
+  #sendQueued(): number {
+    const queue = this.#queue;
+    const head = this.#head;
+    const count = Math.min(queue.length - head, MAX_GATHER);
+    try {
+      return count === 1
+        ? send(this.#fd, queue[head], queue[head].byteLength, MSG_NOSIGNAL)
+        : sendChunks(this.#fd, queue, head, count, MSG_NOSIGNAL);
+    } catch (err) {
+      this.destroy(err as Error);
+      return WOULD_BLOCK;
+    }
+  }
+
+  /** Drops `n` sent bytes from the head of the queue: whole chunks, then the front of a partly sent one. */
+  #consume(n: number): void {
+    const queue = this.#queue;
+    this.#queued -= n;
+    while (n > 0) {
+      const c = queue[this.#head];
+      if (n >= c.byteLength) {
+        n -= c.byteLength;
+        queue[this.#head++] = SENT;
+      } else {
+        queue[this.#head] = c.subarray(n);
+        n = 0;
+      }
+    }
+  }
+
+  /** Empties the flushed queue and stops watching writability. */
+  #resetQueue(): void {
+    this.#queue.length = 0;
+    this.#head = 0;
+    this.reactor.removeWriter(this.#fd);
+    this.#writing = false;
+  }
+
+  /** Drops the sent slots in front of the queue so it does not grow without bound. */
+  #compactQueue(): void {
+    this.#queue.splice(0, this.#head);
+    this.#head = 0;
   }
 
   #shutWrite(): void {
     if (this.#writeShut || this.#destroyed) return;
     this.#writeShut = true;
     try {
-      shutdown(this.fd, SHUT_WR);
+      shutdown(this.#fd, SHUT_WR);
     } catch (err) {
       // ENOTCONN: the peer is already gone; anything else is reported.
       if (!(err instanceof OSError) || err.code !== "ENOTCONN") {

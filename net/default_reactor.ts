@@ -11,14 +11,21 @@ let shared: Reactor | undefined;
 /**
  * Runs `fn` on the reactor's next iteration, or in a microtask if the
  * reactor is already closed, so a transport closed during clean-up still
- * emits its `close` event exactly once.
+ * emits its `close` event exactly once. An exception from `fn` goes to the
+ * reactor's `onError` either way.
  */
 export function soon(reactor: Reactor, fn: () => void): void {
-  try {
+  if (!reactor.closed) {
     reactor.callSoon(fn);
-  } catch {
-    queueMicrotask(fn);
+    return;
   }
+  queueMicrotask(() => {
+    try {
+      fn();
+    } catch (err) {
+      reactor.reportError(err, { source: "callSoon" });
+    }
+  });
 }
 
 /**

@@ -13,15 +13,22 @@ export type Listener = (...args: any[]) => void;
  * they were added; an exception propagates to the caller of `emit` (inside the
  * reactor, that is the reactor's `onError` hook).
  *
+ * An `error` event is never dropped: emitted with no listener, it goes to
+ * {@linkcode Emitter.unhandledError}, which the transports (`Connection`,
+ * `Server`, `UdpSocket`) route to their reactor's `onError`.
+ *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Emitter } from "@fdloop/fdloop/net";
  * class Bell extends Emitter<{ ring: (times: number) => void }> {
  *   ring(): void {
  *     this.emit("ring", 2);
  *   }
  * }
- * new Bell().on("ring", (n) => console.log("ring ×", n)).ring();
+ * const heard: number[] = [];
+ * new Bell().on("ring", (n) => heard.push(n)).ring();
+ * assert.deepEqual(heard, [2]);
  * ```
  */
 export class Emitter<E extends { [K in keyof E]: Listener }> {
@@ -58,12 +65,28 @@ export class Emitter<E extends { [K in keyof E]: Listener }> {
     return this.#listeners[event]?.length ?? 0;
   }
 
-  /** Calls the listeners of `event` with `args`. Returns whether there were any. */
+  /**
+   * Calls the listeners of `event` with `args`. Returns whether there were any.
+   * An `"error"` event with no listener is passed to
+   * {@linkcode Emitter.unhandledError} instead of being dropped.
+   */
   protected emit<K extends keyof E>(event: K, ...args: Parameters<E[K]>): boolean {
     const list = this.#listeners[event];
-    if (list === undefined || list.length === 0) return false;
+    if (list === undefined || list.length === 0) {
+      if (event === "error") this.unhandledError(args[0]);
+      return false;
+    }
     for (let i = 0; i < list.length; i++) list[i](...args);
     return true;
+  }
+
+  /**
+   * What happens to an `"error"` event nobody listens for. The default throws
+   * it, as Node's `EventEmitter` does; the transports override it to hand the
+   * error to their reactor's `onError`, which logs it by default.
+   */
+  protected unhandledError(error: unknown): void {
+    throw error;
   }
 
   /** The listener array of `event` (for allocation-free hot paths); do not mutate it. */

@@ -24,11 +24,17 @@
  * @module
  */
 
-export { endpoint, formatAddress, formatHostPort, type HostPort, resolveHost, type UnixPath } from "./address.ts";
+export { formatAddress, formatHostPort, type HostPort, resolveHost, type UnixPath } from "./address.ts";
 export { Emitter, type Listener } from "./emitter.ts";
-export { Connection, type ConnectionEvents, type ConnectionOptions, READ_SIZE } from "./connection.ts";
+export {
+  type ConnectingOptions,
+  Connection,
+  type ConnectionEvents,
+  type ConnectionInit,
+  type ConnectionOptions,
+} from "./connection.ts";
 export { listen, type ListenOptions, Server, type ServerEvents } from "./server.ts";
 export { connect, type ConnectOptions } from "./client.ts";
-export { bindUdp, type UdpEvents, type UdpOptions, UdpSocket } from "./udp.ts";
+export { bindUdp, type IPAddress, type UdpEvents, type UdpOptions, type UdpRemoteInfo, UdpSocket } from "./udp.ts";
 export { defaultReactor } from "./default_reactor.ts";
 export type { SocketAddress } from "../ffi/mod.ts";

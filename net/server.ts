@@ -6,28 +6,18 @@
 
 import {
   accept,
-  AF_INET6,
-  AF_UNIX,
-  bind,
   close as closeFd,
   eventfd,
-  getSockName,
-  listen as listenFd,
   OSError,
-  setSockOptInt,
-  setV6Only,
-  SO_REUSEADDR,
-  SO_REUSEPORT,
   SOCK_STREAM,
-  socket,
   type SocketAddress,
-  SOL_SOCKET,
   unlink,
   WOULD_BLOCK,
 } from "../ffi/mod.ts";
 import type { Reactor, TimerHandle } from "../reactor/mod.ts";
 import { endpoint, type HostPort, type UnixPath } from "./address.ts";
-import { Connection, type ConnectionOptions } from "./connection.ts";
+import { bufferOptions, Connection, type ConnectionOptions } from "./connection.ts";
+import { openBoundSocket } from "./socket.ts";
 import { defaultReactor } from "./default_reactor.ts";
 import { Emitter } from "./emitter.ts";
 
@@ -83,18 +73,16 @@ const RETRY_MS = 100;
  * ```
  */
 export class Server extends Emitter<ServerEvents> {
-  /** The listening fd, or -1 once closed. */
-  fd: number;
   /** The reactor accepting for this server. */
   readonly reactor: Reactor;
   /** The bound address (with the real port when 0 was asked). */
   readonly address: SocketAddress;
   /** Connections accepted and still open. */
   readonly connections: Set<Connection> = new Set();
-  /** Connections accepted in total. */
-  accepted = 0;
-  /** Connections accepted and closed at once because fds ran out. */
-  shed = 0;
+  #fd: number;
+  readonly #fdForReports: number;
+  #accepted = 0;
+  #shed = 0;
   readonly #options: ConnectionOptions;
   readonly #batch: number;
   readonly #path: string | undefined;
@@ -110,36 +98,47 @@ export class Server extends Emitter<ServerEvents> {
   constructor(options: ListenOptions) {
     super();
     this.reactor = options.reactor ?? defaultReactor();
-    this.#options = options;
+    this.#options = bufferOptions(options);
     this.#batch = options.acceptBatch ?? 64;
     const ep = endpoint(
       options.path !== undefined ? { path: options.path } : { host: options.host, port: options.port ?? 0 },
     );
-    const fd = socket(ep.family, SOCK_STREAM);
-    let bound = false;
+    const { fd, address } = openBoundSocket(ep, SOCK_STREAM, {
+      reuseAddr: options.reuseAddr ?? true,
+      reusePort: options.reusePort,
+      ipv6Only: options.ipv6Only,
+      backlog: options.backlog ?? 511,
+    });
     let reserve = -1;
     try {
-      if (ep.family !== AF_UNIX) {
-        if (options.reuseAddr ?? true) setSockOptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-        if (options.reusePort) setSockOptInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
-        if (ep.family === AF_INET6) setV6Only(fd, options.ipv6Only ?? false);
-      }
-      bind(fd, ep.buf, ep.len, ep.text);
-      bound = true;
-      listenFd(fd, options.backlog ?? 511);
-      this.address = getSockName(fd);
       // A spare fd to give back when the table is full, so pending connections can be shed (libuv's trick).
       reserve = eventfd();
       this.reactor.addReader(fd, this.#onAcceptable);
     } catch (err) {
       if (reserve >= 0) closeFd(reserve);
       closeFd(fd);
-      if (bound && options.path !== undefined) unlink(options.path);
+      if (options.path !== undefined) unlink(options.path);
       throw err;
     }
-    this.fd = fd;
+    this.address = address;
+    this.#fd = this.#fdForReports = fd;
     this.#path = options.path;
     this.#reserveFd = reserve;
+  }
+
+  /** The listening fd, or -1 once closed. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** Connections accepted in total. */
+  get accepted(): number {
+    return this.#accepted;
+  }
+
+  /** Connections accepted and closed at once because fds ran out. */
+  get shed(): number {
+    return this.#shed;
   }
 
   /** The bound TCP port (0 for a Unix socket). */
@@ -163,9 +162,9 @@ export class Server extends Emitter<ServerEvents> {
     if (!this.#closed) {
       this.#closed = true;
       this.#retry?.cancel();
-      if (!this.#paused) this.reactor.removeReader(this.fd);
-      closeFd(this.fd);
-      this.fd = -1;
+      if (!this.#paused) this.reactor.removeReader(this.#fd);
+      closeFd(this.#fd);
+      this.#fd = -1;
       if (this.#reserveFd >= 0) closeFd(this.#reserveFd);
       this.#reserveFd = -1;
       if (this.#path !== undefined) unlink(this.#path);
@@ -187,11 +186,16 @@ export class Server extends Emitter<ServerEvents> {
     for (const w of waiters) w();
   }
 
+  /** An `error` nobody listens for goes to the reactor's `onError`, naming the listening fd. */
+  protected override unhandledError(error: unknown): void {
+    this.reactor.reportError(error, { source: "transport", fd: this.#fdForReports });
+  }
+
   #accept(): void {
     for (let i = 0; i < this.#batch && !this.#closed; i++) {
       let fd: number;
       try {
-        fd = accept(this.fd);
+        fd = accept(this.#fd);
       } catch (err) {
         if (err instanceof OSError && (err.code === "EMFILE" || err.code === "ENFILE")) {
           this.#overload(err);
@@ -217,7 +221,7 @@ export class Server extends Emitter<ServerEvents> {
       this.emit("error", err as Error);
       return;
     }
-    this.accepted++;
+    this.#accepted++;
     this.connections.add(conn);
     conn.on("close", () => {
       this.connections.delete(conn);
@@ -241,7 +245,7 @@ export class Server extends Emitter<ServerEvents> {
       for (let i = 0; i < this.#batch; i++) {
         let fd: number;
         try {
-          fd = accept(this.fd);
+          fd = accept(this.#fd);
         } catch {
           break;
         }
@@ -251,7 +255,7 @@ export class Server extends Emitter<ServerEvents> {
       }
       this.#takeReserve();
     }
-    this.shed += shed;
+    this.#shed += shed;
     if (this.#reserveFd < 0 || shed === 0) this.#pause();
     this.emit("overload", error, shed);
   }
@@ -259,14 +263,14 @@ export class Server extends Emitter<ServerEvents> {
   #pause(): void {
     if (this.#paused || this.#closed) return;
     this.#paused = true;
-    this.reactor.removeReader(this.fd);
+    this.reactor.removeReader(this.#fd);
     this.#retry = this.reactor.callLater(RETRY_MS, () => {
       this.#retry = null;
       this.#paused = false;
       if (this.#closed) return;
       // Still full? Accepting resumes anyway; the next EMFILE pauses again.
       if (this.#reserveFd < 0) this.#takeReserve();
-      this.reactor.addReader(this.fd, this.#onAcceptable);
+      this.reactor.addReader(this.#fd, this.#onAcceptable);
     });
   }
 

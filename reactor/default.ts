@@ -21,13 +21,14 @@ export const BACKENDS: readonly BackendName[] = ["epoll", "poll", "select"];
  * @throws {TypeError} for an unknown name.
  * @example
  * ```ts
- * import { defaultSelector } from "@fdloop/fdloop/reactor";
- * const sel = defaultSelector("poll");
- * console.log(sel.name); // "poll"
+ * import assert from "node:assert/strict";
+ * import { createSelector } from "@fdloop/fdloop/reactor";
+ * const sel = createSelector("poll");
+ * assert.equal(sel.name, "poll");
  * sel.close();
  * ```
  */
-export function defaultSelector<T = unknown>(name?: BackendName): Selector<T> {
+export function createSelector<T = unknown>(name?: BackendName): Selector<T> {
   switch (name) {
     case "epoll":
       return new EpollSelector<T>();
@@ -45,3 +46,10 @@ export function defaultSelector<T = unknown>(name?: BackendName): Selector<T> {
       throw new TypeError(`Unknown backend ${JSON.stringify(name)}: use one of ${BACKENDS.join(", ")}`);
   }
 }
+
+/**
+ * The old name of {@linkcode createSelector}.
+ *
+ * @deprecated Use {@linkcode createSelector}: this function makes a new selector on every call.
+ */
+export const defaultSelector: typeof createSelector = createSelector;

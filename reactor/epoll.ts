@@ -27,9 +27,9 @@ import {
   EPOLLPRI,
   EPOLLRDHUP,
   epollWait,
+  epollWaitAsync,
   INTERRUPTED,
   OSError,
-  sym,
 } from "../ffi/mod.ts";
 import {
   BaseSelector,
@@ -145,9 +145,8 @@ export class EpollSelector<T = unknown> extends BaseSelector<T> {
 
   /** Waits off the JS thread; see {@linkcode Selector.selectAsync}. */
   async selectAsync(timeoutMs: number): Promise<number> {
-    const n = await sym.epoll_wait_nb(this.epfd, this.#parkedPtr, this.#max, timeoutToInt(timeoutMs));
-    // errno of a nonblocking call is lost on the worker thread: treat -1 like EINTR.
-    this.interrupted = n < 0;
+    const n = await epollWaitAsync(this.epfd, this.#parkedPtr, this.#max, timeoutToInt(timeoutMs));
+    this.interrupted = n === INTERRUPTED;
     return n > 0 && !this.closed ? this.#collect(this.#parkedWords, n) : 0;
   }
 

@@ -22,18 +22,10 @@ export {
   EVENT_WRITE,
   type Selector,
   SelectorKey,
-  timeoutToInt,
 } from "./selector.ts";
 export { type EpollOptions, EpollSelector } from "./epoll.ts";
 export { PollSelector } from "./poll.ts";
 export { SelectSelector } from "./select.ts";
-export { BACKENDS, defaultSelector } from "./default.ts";
-export { TimerHandle, TimerHeap } from "./timers.ts";
-export {
-  type ErrorContext,
-  type IOCallback,
-  type IOEntry,
-  Reactor,
-  type ReactorMetrics,
-  type ReactorOptions,
-} from "./reactor.ts";
+export { BACKENDS, createSelector, defaultSelector } from "./default.ts";
+export type { TimerHandle } from "./timers.ts";
+export { type ErrorContext, type IOCallback, Reactor, type ReactorMetrics, type ReactorOptions } from "./reactor.ts";

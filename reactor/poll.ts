@@ -9,6 +9,7 @@
 import {
   INTERRUPTED,
   poll,
+  pollAsync,
   POLLERR,
   POLLFD_SIZE,
   POLLHUP,
@@ -17,7 +18,6 @@ import {
   POLLOUT,
   POLLPRI,
   POLLRDHUP,
-  sym,
 } from "../ffi/mod.ts";
 import { BaseSelector, EVENT_READ, EVENT_WRITE, type SelectorKey, timeoutToInt } from "./selector.ts";
 
@@ -116,8 +116,8 @@ export class PollSelector<T = unknown> extends BaseSelector<T> {
     const parked = this.#parked;
     parked.set(this.#bytes.subarray(0, size));
     const order = this.#order.slice(0, count);
-    const n = await sym.poll_nb(parked, count, timeoutToInt(timeoutMs));
-    this.interrupted = n < 0;
+    const n = await pollAsync(parked, count, timeoutToInt(timeoutMs));
+    this.interrupted = n === INTERRUPTED;
     if (n <= 0 || this.closed) return 0;
     return this.#collect(new Int16Array(parked.buffer), order, count, n);
   }

@@ -5,31 +5,51 @@
  */
 
 import { close, eventfd, read, write } from "../ffi/mod.ts";
-import { defaultSelector } from "./default.ts";
-import { type BackendName, EVENT_READ, EVENT_WRITE, type Selector } from "./selector.ts";
-import { TimerHandle, TimerHeap } from "./timers.ts";
+import { createSelector } from "./default.ts";
+import { type BackendName, EVENT_READ, EVENT_WRITE, type Selector, type SelectorKey } from "./selector.ts";
+import { Timer, type TimerHandle, TimerHeap } from "./timers.ts";
 
 /** An I/O callback: the fd and the ready events (`EVENT_READ` / `EVENT_WRITE`). */
 export type IOCallback = (fd: number, events: number) => void;
 
 /** Where an error passed to `onError` came from. */
 export interface ErrorContext {
-  /** The fd whose callback threw, for I/O callbacks. */
+  /** The fd concerned: whose I/O callback threw, or whose transport failed. */
   fd?: number;
-  /** `"io"`, `"timer"` or `"callSoon"`. */
-  source: "io" | "timer" | "callSoon";
+  /**
+   * `"io"`, `"timer"` or `"callSoon"`: a callback of that kind threw.
+   * `"transport"`: a connection, server or UDP socket failed and its
+   * `error` event had no listener (see {@linkcode Reactor.reportError}).
+   */
+  source: "io" | "timer" | "callSoon" | "transport";
 }
 
 /** Options of {@linkcode Reactor}. */
 export interface ReactorOptions {
   /** Backend to use (default: the best available, epoll on Linux). */
   backend?: BackendName;
-  /** A selector made elsewhere; the reactor takes ownership and closes it. */
-  selector?: Selector<IOEntry>;
-  /** Called with every exception a callback throws; the loop keeps running. Default: log it with the fd. */
+  /**
+   * A selector made elsewhere (your own backend, say); the reactor takes
+   * ownership, stores its own records as each key's `data`, and closes it.
+   */
+  // deno-lint-ignore no-explicit-any
+  selector?: Selector<any>;
+  /**
+   * Called with every exception a callback throws, and with transport
+   * errors nobody listened for; the loop keeps running. Default: one line on
+   * stderr naming the fd and the errno (a stack trace for exceptions that are
+   * not `OSError`s).
+   */
   onError?: (error: unknown, context: ErrorContext) => void;
   /** `run()` yields to Deno's event loop after this many ms of continuous work (default 10). */
   yieldIntervalMs?: number;
+  /**
+   * The clock, in ms (default `performance.now`). The loop reads it at fixed
+   * points (see {@linkcode Reactor.time}); a test can substitute a fake one and
+   * drive the loop with `runOnce(0)` to fire timers without waiting. The
+   * selector's waits still take real time: only the timer arithmetic moves.
+   */
+  clock?: () => number;
 }
 
 /** Loop counters, read with {@linkcode Reactor.metrics}. */
@@ -52,16 +72,27 @@ export interface ReactorMetrics {
   yields: number;
 }
 
-/** @internal What the reactor stores with each registered fd. */
-export interface IOEntry {
+/** What the reactor stores as the `data` of each registered fd. Not exported. */
+interface IOEntry {
   reader: IOCallback | null;
   writer: IOCallback | null;
 }
 
 const WAKE_VALUE = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
 
-function defaultOnError(error: unknown, context: ErrorContext): void {
-  const where = context.fd !== undefined ? `the ${context.source} callback of fd ${context.fd}` : `a ${context.source}`;
+/**
+ * The default `onError`: one line for an OS error nobody listened for
+ * (`fdloop: unhandled error on fd 7: Cannot connect to 127.0.0.1:9: ECONNREFUSED (connect): Connection refused`),
+ * the stack trace for an exception a callback threw.
+ */
+function logError(error: unknown, context: ErrorContext): void {
+  const fd = context.fd !== undefined && context.fd >= 0 ? ` on fd ${context.fd}` : "";
+  if (context.source === "transport") {
+    const text = error instanceof Error ? error.message : String(error);
+    console.error(`fdloop: unhandled error${fd} (no "error" listener): ${text}`);
+    return;
+  }
+  const where = fd ? `the ${context.source} callback${fd}` : `a ${context.source} callback`;
   console.error(`fdloop: uncaught exception in ${where}:`, error);
 }
 
@@ -99,23 +130,27 @@ function defaultOnError(error: unknown, context: ErrorContext): void {
  * ```
  */
 export class Reactor {
-  /** The selector this reactor drives. */
-  readonly selector: Selector<IOEntry>;
+  readonly #selector: Selector<IOEntry>;
   readonly #onError: (error: unknown, context: ErrorContext) => void;
   readonly #yieldMs: number;
+  readonly #clock: () => number;
+  /** The loop's time, read from `#clock` at the points listed on {@linkcode Reactor.time}. */
+  #now: number;
   readonly #timers = new TimerHeap();
   #seq = 0;
-  #soon: TimerHandle[] = [];
-  #soonNext: TimerHandle[] = [];
+  #soon: Timer[] = [];
+  #soonNext: Timer[] = [];
   #running = false;
+  /** True while the loop runs callbacks: `time()` then answers the iteration's cached time. */
+  #inCallbacks = false;
   #stopping = false;
   #closed = false;
   #parked = false;
   #wakePending = false;
   readonly #wakeFd: number;
   readonly #wakeBuf = new Uint8Array(8);
-  readonly #cancelTimer = (h: TimerHandle) => this.#timers.noteCancelled(h);
-  readonly #m: ReactorMetrics = {
+  readonly #cancelTimer = (h: Timer) => this.#timers.noteCancelled(h);
+  readonly #metrics: ReactorMetrics = {
     iterations: 0,
     events: 0,
     timersFired: 0,
@@ -132,25 +167,50 @@ export class Reactor {
    * @param options Backend, error hook and cooperation settings.
    */
   constructor(options: ReactorOptions = {}) {
-    this.selector = options.selector ?? defaultSelector<IOEntry>(options.backend);
-    this.#onError = options.onError ?? defaultOnError;
+    const selector: Selector<IOEntry> = options.selector ?? createSelector<IOEntry>(options.backend);
+    this.#selector = selector;
+    this.#onError = options.onError ?? logError;
     this.#yieldMs = options.yieldIntervalMs ?? 10;
+    this.#clock = options.clock ?? (() => performance.now());
+    this.#now = this.#clock();
     let wakeFd = -1;
     try {
       wakeFd = eventfd();
-      this.selector.register(wakeFd, EVENT_READ, { reader: this.#drainWake, writer: null });
+      selector.register(wakeFd, EVENT_READ, { reader: this.#drainWake, writer: null });
     } catch (err) {
       // Out of fds, most likely: give back what was made.
       if (wakeFd >= 0) close(wakeFd);
-      this.selector.close();
+      selector.close();
       throw err;
     }
     this.#wakeFd = wakeFd;
   }
 
-  /** The current time on the reactor's clock (`performance.now()`, ms). */
+  /**
+   * The selector this reactor drives, for inspection (`reactor.selector.name`,
+   * `.size`). Register fds through `addReader`/`addWriter`, not here.
+   */
+  get selector(): Selector {
+    return this.#selector;
+  }
+
+  /**
+   * The loop's time in ms, on the reactor's clock (`performance.now()` unless
+   * `clock` was given). One clock decides and schedules, as in libuv: the
+   * loop reads it before computing each wait's timeout and after each wait,
+   * and every timer, timeout and yield decision of that iteration uses the
+   * value read. Callbacks see the time their iteration started dispatching,
+   * so `callLater(d)` from a callback is due `d` ms after that. Anywhere
+   * else (before `run()`, from a promise while `run()` is parked) the clock
+   * is read afresh.
+   */
   time(): number {
-    return performance.now();
+    return this.#inCallbacks ? this.#now : this.#updateTime();
+  }
+
+  /** True once `close()` has been called. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** Whether `run()` or `runSync()` is in progress. */
@@ -160,7 +220,7 @@ export class Reactor {
 
   /** A snapshot of the loop counters. */
   get metrics(): ReactorMetrics {
-    return { ...this.#m };
+    return { ...this.#metrics };
   }
 
   // ------------------------------------------------------------------ I/O
@@ -172,7 +232,7 @@ export class Reactor {
    * @throws {OSError} EBADF if `fd` is not open.
    */
   addReader(fd: number, callback: IOCallback): void {
-    this.#set(fd, callback, EVENT_READ);
+    this.#watch(fd, callback, EVENT_READ);
   }
 
   /**
@@ -182,23 +242,24 @@ export class Reactor {
    * @throws {OSError} EBADF if `fd` is not open.
    */
   addWriter(fd: number, callback: IOCallback): void {
-    this.#set(fd, callback, EVENT_WRITE);
+    this.#watch(fd, callback, EVENT_WRITE);
   }
 
   /** Stops watching `fd` for reading. Returns whether it was watched. */
   removeReader(fd: number): boolean {
-    return this.#unset(fd, EVENT_READ);
+    return this.#unwatch(fd, EVENT_READ);
   }
 
   /** Stops watching `fd` for writing. Returns whether it was watched. */
   removeWriter(fd: number): boolean {
-    return this.#unset(fd, EVENT_WRITE);
+    return this.#unwatch(fd, EVENT_WRITE);
   }
 
-  #set(fd: number, callback: IOCallback, event: number): void {
+  /** Adds `event` to the interest of `fd` (registering it if new) with `callback` for it. */
+  #watch(fd: number, callback: IOCallback, event: number): void {
     this.#checkOpen();
     if (typeof callback !== "function") throw new TypeError("callback must be a function");
-    const sel = this.selector;
+    const sel = this.#selector;
     const key = sel.get(fd);
     if (key === undefined) {
       const entry: IOEntry = event === EVENT_READ
@@ -214,22 +275,23 @@ export class Reactor {
     this.#registrationChanged();
   }
 
-  #unset(fd: number, event: number): boolean {
-    const key = this.selector.get(fd);
+  /** Drops `event` from the interest of `fd` (unregistering it when nothing is left). */
+  #unwatch(fd: number, event: number): boolean {
+    const key = this.#selector.get(fd);
     if (key === undefined || fd === this.#wakeFd || (key.events & event) === 0) return false;
     const entry = key.data;
     if (event === EVENT_READ) entry.reader = null;
     else entry.writer = null;
     const rest = key.events & ~event;
-    if (rest === 0) this.selector.unregister(fd);
-    else this.selector.modify(fd, rest, entry);
+    if (rest === 0) this.#selector.unregister(fd);
+    else this.#selector.modify(fd, rest, entry);
     this.#registrationChanged();
     return true;
   }
 
   #registrationChanged(): void {
     // epoll sees interest changes in a pending wait; poll and select work on a copy.
-    if (this.#parked && this.selector.name !== "epoll") this.#wake();
+    if (this.#parked && this.#selector.name !== "epoll") this.#wake();
   }
 
   // ------------------------------------------------------------------ timers
@@ -241,7 +303,7 @@ export class Reactor {
    */
   callSoon(callback: () => void): TimerHandle {
     this.#checkOpen();
-    const h = new TimerHandle(0, this.#seq++, callback, 0, null);
+    const h = new Timer(0, this.#seq++, callback, 0, null);
     this.#soon.push(h);
     this.#wake();
     return h;
@@ -267,7 +329,7 @@ export class Reactor {
     this.#checkOpen();
     if (typeof callback !== "function") throw new TypeError("callback must be a function");
     if (Number.isNaN(when)) throw new RangeError("Timer time must be a number, got NaN");
-    const h = new TimerHandle(when, this.#seq++, callback, interval, this.#cancelTimer);
+    const h = new Timer(when, this.#seq++, callback, interval, this.#cancelTimer);
     this.#timers.push(h);
     this.#wake();
     return h;
@@ -297,7 +359,8 @@ export class Reactor {
   runOnce(timeoutMs = -1): number {
     this.#enter();
     try {
-      return this.#afterWait(this.#wait(this.#timeout(timeoutMs)));
+      this.#updateTime();
+      return this.#runCallbacks(this.#wait(this.#timeout(timeoutMs)));
     } finally {
       this.#leave();
     }
@@ -316,20 +379,20 @@ export class Reactor {
   async run(): Promise<void> {
     this.#enter();
     try {
-      let lastYield = performance.now();
+      let lastYield = this.#updateTime();
       while (!this.#stopping) {
         const t = this.#timeout(-1);
-        let n = this.selector.select(0);
+        let n = this.#selector.select(0);
         if (n === 0 && t !== 0 && !this.#stopping) {
           // Idle: park off-thread until I/O, the next timer, or a wake-up.
-          this.#m.parks++;
+          this.#metrics.parks++;
           n = await this.#park(t);
-          lastYield = performance.now();
+          lastYield = this.#now;
         }
-        this.#afterWait(n);
-        if (performance.now() - lastYield >= this.#yieldMs) {
+        this.#runCallbacks(n);
+        if (this.#updateTime() - lastYield >= this.#yieldMs) {
           await this.#yieldToDeno();
-          lastYield = performance.now();
+          lastYield = this.#updateTime();
         }
       }
     } finally {
@@ -368,17 +431,18 @@ export class Reactor {
     const slice = options.sliceMs === undefined ? -1 : Math.max(1, options.sliceMs);
     this.#enter();
     try {
-      const deadline = performance.now() + slice;
+      const deadline = this.#updateTime() + slice;
       while (!this.#stopping) {
         let t = this.#timeout(-1);
         if (slice > 0) {
-          const left = deadline - performance.now();
+          const left = deadline - this.#now;
           if (left <= 0) return "yielded";
           if (t < 0 || t > left) t = left;
         }
         const n = this.#wait(t);
-        if (returnOnSignal && this.selector.interrupted) return "interrupted";
-        this.#afterWait(n);
+        if (returnOnSignal && this.#selector.interrupted) return "interrupted";
+        this.#runCallbacks(n);
+        this.#updateTime();
       }
       return "stopped";
     } finally {
@@ -394,7 +458,7 @@ export class Reactor {
     if (this.#closed) return;
     if (this.#running) throw new Error("Cannot close a running reactor: call stop() and wait for run() to return");
     this.#closed = true;
-    this.selector.close();
+    this.#selector.close();
     close(this.#wakeFd);
     this.#timers.clear();
     this.#soon = [];
@@ -404,6 +468,32 @@ export class Reactor {
   /** Closes the reactor (for `using`). */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /**
+   * Hands `error` to the `onError` hook, as the loop does with exceptions
+   * from callbacks. Transports call it for an `error` event that has no
+   * listener, so no failure is silent (asyncio's `call_exception_handler`).
+   * Works on a closed reactor too. Counts in `metrics.errors`.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Reactor } from "@fdloop/fdloop/reactor";
+   * const seen: string[] = [];
+   * const reactor = new Reactor({ onError: (err, ctx) => seen.push(`${ctx.source}: ${(err as Error).message}`) });
+   * reactor.reportError(new Error("lost"), { source: "transport", fd: 7 });
+   * assert.deepEqual(seen, ["transport: lost"]);
+   * reactor.close();
+   * ```
+   */
+  reportError(error: unknown, context: ErrorContext): void {
+    this.#metrics.errors++;
+    try {
+      this.#onError(error, context);
+    } catch (hookError) {
+      console.error("fdloop: the onError hook threw:", hookError, "while reporting:", error);
+    }
   }
 
   #enter(): void {
@@ -421,12 +511,17 @@ export class Reactor {
     if (this.#closed) throw new Error("The reactor is closed");
   }
 
+  /** Reads the clock into the loop's time and returns it. */
+  #updateTime(): number {
+    return this.#now = this.#clock();
+  }
+
   /** The wait timeout: 0 with callbacks pending, else until the next timer, capped by `limit` (-1 = none). */
   #timeout(limit: number): number {
     if (this.#soon.length > 0 || this.#stopping) return 0;
     const next = this.#timers.peek();
     if (next === undefined) return limit;
-    const until = next.when - performance.now();
+    const until = next.when - this.#now;
     if (until <= 0) return 0;
     return limit < 0 ? until : Math.min(limit, until);
   }
@@ -434,12 +529,12 @@ export class Reactor {
   /** Waits off the JS thread (a wake-up through the eventfd ends it early). */
   async #park(timeout: number): Promise<number> {
     this.#parked = true;
-    const start = performance.now();
+    const start = this.#now;
     try {
-      return await this.selector.selectAsync(timeout);
+      return await this.#selector.selectAsync(timeout);
     } finally {
       this.#parked = false;
-      this.#m.blockedMs += performance.now() - start;
+      this.#metrics.blockedMs += this.#updateTime() - start;
     }
   }
 
@@ -450,32 +545,49 @@ export class Reactor {
    * waits until it fires (its callback wakes the pending wait).
    */
   async #yieldToDeno(): Promise<void> {
-    this.#m.yields++;
+    this.#metrics.yields++;
     let fired = false;
     const timer = setTimeout(() => {
       fired = true;
       this.#wake();
     }, 0);
     try {
-      while (!fired && !this.#stopping) this.#afterWait(await this.#park(this.#timeout(-1)));
+      while (!fired && !this.#stopping) this.#runCallbacks(await this.#park(this.#timeout(-1)));
     } finally {
       clearTimeout(timer);
     }
   }
 
+  /** Waits on the JS thread; a wait that may block reads the clock again when it returns. */
   #wait(timeout: number): number {
-    if (timeout === 0) return this.selector.select(0);
-    const start = performance.now();
-    const n = this.selector.select(timeout);
-    this.#m.blockedMs += performance.now() - start;
+    if (timeout === 0) return this.#selector.select(0);
+    const start = this.#now;
+    const n = this.#selector.select(timeout);
+    this.#metrics.blockedMs += this.#updateTime() - start;
     return n;
   }
 
-  /** Dispatches `n` ready keys, then due timers, then the `callSoon` batch. */
-  #afterWait(n: number): number {
-    const m = this.#m;
-    m.iterations++;
-    const sel = this.selector;
+  /**
+   * The phases after a wait, in order: dispatch the `n` ready I/O callbacks,
+   * run the timers due at the loop's time, run the `callSoon` batch.
+   * Returns the number of I/O callbacks dispatched.
+   */
+  #runCallbacks(n: number): number {
+    this.#metrics.iterations++;
+    this.#inCallbacks = true;
+    try {
+      const dispatched = this.#dispatchIO(n);
+      this.#runDueTimers();
+      this.#runSoonQueue();
+      return dispatched;
+    } finally {
+      this.#inCallbacks = false;
+    }
+  }
+
+  /** Calls the reader and writer of each ready key, skipping registrations removed earlier in the batch. */
+  #dispatchIO(n: number): number {
+    const sel = this.#selector;
     const keys = sel.readyKeys;
     const events = sel.readyEvents;
     let dispatched = 0;
@@ -486,33 +598,32 @@ export class Reactor {
       const entry = key.data;
       if ((ev & EVENT_READ) !== 0 && entry.reader !== null) {
         dispatched++;
-        try {
-          entry.reader(key.fd, ev);
-        } catch (err) {
-          this.#report(err, "io", key.fd);
-        }
+        this.#callIO(entry.reader, key, ev);
       }
       if ((ev & EVENT_WRITE) !== 0 && key.active && (key.events & EVENT_WRITE) !== 0 && entry.writer !== null) {
         dispatched++;
-        try {
-          entry.writer(key.fd, ev);
-        } catch (err) {
-          this.#report(err, "io", key.fd);
-        }
+        this.#callIO(entry.writer, key, ev);
       }
     }
-    m.events += dispatched;
-    this.#runTimers();
-    this.#runSoon();
+    this.#metrics.events += dispatched;
     return dispatched;
   }
 
-  #runTimers(): void {
+  #callIO(callback: IOCallback, key: SelectorKey<IOEntry>, events: number): void {
+    try {
+      callback(key.fd, events);
+    } catch (err) {
+      this.reportError(err, { source: "io", fd: key.fd });
+    }
+  }
+
+  /** Runs the timers due at the loop's time; timers they schedule wait for the next iteration. */
+  #runDueTimers(): void {
     const timers = this.#timers;
     let top = timers.peek();
     if (top === undefined) return;
-    const now = performance.now();
-    const seqLimit = this.#seq; // timers scheduled by these callbacks wait for the next iteration
+    const now = this.#now;
+    const seqLimit = this.#seq;
     while (top !== undefined && top.when <= now && top.seq < seqLimit) {
       timers.pop();
       if (top.interval > 0) {
@@ -522,17 +633,18 @@ export class Reactor {
       } else {
         top.cancelled = true;
       }
-      this.#m.timersFired++;
+      this.#metrics.timersFired++;
       try {
         top.callback();
       } catch (err) {
-        this.#report(err, "timer");
+        this.reportError(err, { source: "timer" });
       }
       top = timers.peek();
     }
   }
 
-  #runSoon(): void {
+  /** Runs the `callSoon` callbacks queued before this phase; ones they queue wait for the next iteration. */
+  #runSoonQueue(): void {
     const batch = this.#soon;
     if (batch.length === 0) return;
     this.#soon = this.#soonNext;
@@ -540,24 +652,15 @@ export class Reactor {
       const h = batch[i];
       if (h.cancelled) continue;
       h.cancelled = true;
-      this.#m.callbacks++;
+      this.#metrics.callbacks++;
       try {
         h.callback();
       } catch (err) {
-        this.#report(err, "callSoon");
+        this.reportError(err, { source: "callSoon" });
       }
     }
     batch.length = 0;
     this.#soonNext = batch;
-  }
-
-  #report(error: unknown, source: ErrorContext["source"], fd?: number): void {
-    this.#m.errors++;
-    try {
-      this.#onError(error, fd === undefined ? { source } : { source, fd });
-    } catch (hookError) {
-      console.error("fdloop: the onError hook threw:", hookError, "while reporting:", error);
-    }
   }
 
   #wake(): void {

@@ -7,7 +7,14 @@
  * @module
  */
 
-import { FD_SET_SIZE, FD_SETSIZE, INTERRUPTED, select, sym, TIMEVAL_SIZE } from "../ffi/mod.ts";
+import {
+  FD_SET_SIZE,
+  FD_SETSIZE,
+  INTERRUPTED,
+  select,
+  selectAsync as selectOffThread,
+  TIMEVAL_SIZE,
+} from "../ffi/mod.ts";
 import { BaseSelector, EVENT_READ, EVENT_WRITE, type SelectorKey, timeoutToInt } from "./selector.ts";
 
 const WORDS = FD_SET_SIZE / 4;
@@ -35,6 +42,8 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
   readonly #wBytes = new Uint8Array(this.#w.buffer);
   readonly #pr = new Uint32Array(WORDS);
   readonly #pw = new Uint32Array(WORDS);
+  readonly #prBytes = new Uint8Array(this.#pr.buffer);
+  readonly #pwBytes = new Uint8Array(this.#pw.buffer);
   readonly #tv = new Uint8Array(TIMEVAL_SIZE);
   readonly #tvWords = new Int32Array(this.#tv.buffer);
   readonly #ptv = new Uint8Array(TIMEVAL_SIZE);
@@ -113,14 +122,8 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
     // The pending call owns a snapshot of the keys: registrations may change while it waits.
     const maxFd = this.#maxFd;
     const keys = this.keys.slice(0, maxFd + 1);
-    const n = await sym.select_nb(
-      maxFd + 1,
-      new Uint8Array(this.#pr.buffer),
-      new Uint8Array(this.#pw.buffer),
-      null,
-      tv,
-    );
-    this.interrupted = n < 0;
+    const n = await selectOffThread(maxFd + 1, this.#prBytes, this.#pwBytes, tv);
+    this.interrupted = n === INTERRUPTED;
     return n > 0 && !this.closed ? this.#collect(this.#pr, this.#pw, keys, maxFd) : 0;
   }
 

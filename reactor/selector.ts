@@ -10,7 +10,7 @@
  * @module
  */
 
-import { Errno, errnoView, F_GETFD, OSError, osError, sym } from "../ffi/mod.ts";
+import { assertOpenFd, Errno, OSError } from "../ffi/mod.ts";
 
 /** Interest in readability. */
 export const EVENT_READ = 1;
@@ -110,7 +110,7 @@ export interface Selector<T = unknown> {
   close(): void;
 }
 
-/** Converts a timeout in ms (fractions rounded up, never down; negative = forever) to an int. */
+/** Converts a timeout in ms (fractions rounded up, never down; negative = forever) to an int. Backends only: not exported from the package. */
 export function timeoutToInt(timeoutMs: number): number {
   if (!(timeoutMs >= 0)) return -1;
   const t = Math.ceil(timeoutMs);
@@ -120,7 +120,37 @@ export function timeoutToInt(timeoutMs: number): number {
 /**
  * The bookkeeping every backend shares: the fd → key table, the checks and
  * error messages, rollback when the kernel refuses a change, and the ready
- * arrays. A backend implements the four `protected` hooks.
+ * arrays. A backend implements the four `protected` hooks and the two waits.
+ *
+ * Public for one use: writing a backend of your own (a completion-based one,
+ * or a test double) to pass as `new Reactor({ selector })`. Programs that only
+ * use the shipped backends never need it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BaseSelector, Reactor, type SelectorKey } from "@fdloop/fdloop/reactor";
+ * // A selector that watches nothing: every wait returns at once with no events.
+ * class NullSelector<T> extends BaseSelector<T> {
+ *   readonly name = "poll" as const;
+ *   constructor() {
+ *     super(16);
+ *   }
+ *   protected add(_key: SelectorKey<T>): void {}
+ *   protected change(_key: SelectorKey<T>, _old: number): void {}
+ *   protected remove(_key: SelectorKey<T>): void {}
+ *   protected release(): void {}
+ *   select(_timeoutMs: number): number {
+ *     return 0;
+ *   }
+ *   selectAsync(_timeoutMs: number): Promise<number> {
+ *     return Promise.resolve(0);
+ *   }
+ * }
+ * const reactor = new Reactor({ selector: new NullSelector() });
+ * assert.equal(reactor.runOnce(0), 0);
+ * reactor.close();
+ * ```
  */
 export abstract class BaseSelector<T = unknown> implements Selector<T> {
   abstract readonly name: BackendName;
@@ -246,10 +276,7 @@ export abstract class BaseSelector<T = unknown> implements Selector<T> {
 
   /** Throws EBADF if `fd` is not an open descriptor (poll and select learn it only at wait time). */
   protected checkOpen(fd: number): void {
-    if (sym.fcntl(fd, F_GETFD, 0) < 0) {
-      const e = errnoView[0];
-      throw osError(e, "fcntl", `Cannot register fd ${fd}`);
-    }
+    assertOpenFd(fd, `Cannot register fd ${fd}`);
   }
 
   /** Validates `fd` and `events`, naming the bad value. */

@@ -12,21 +12,33 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Reactor } from "@fdloop/fdloop/reactor";
  * const reactor = new Reactor();
- * const handle = reactor.callLater(1000, () => console.log("never"));
+ * const handle = reactor.callLater(1000, () => assert.fail("a cancelled timer ran"));
  * handle.cancel();
+ * assert.equal(handle.cancelled, true);
  * reactor.close();
  * ```
  */
-export class TimerHandle {
+export interface TimerHandle {
+  /** True once cancelled (or, for a one-shot timer, once it has run). */
+  readonly cancelled: boolean;
+  /** Due time on the reactor's clock, in ms (0 for `callSoon`). */
+  readonly when: number;
+  /** Cancels the timer; running it is skipped. Cancelling twice is harmless. O(1). */
+  cancel(): void;
+}
+
+/** The reactor's record of a scheduled callback; users see it as a {@linkcode TimerHandle}. */
+export class Timer implements TimerHandle {
   /** True once cancelled (or, for a one-shot timer, once it has run). */
   cancelled = false;
-  /** @internal Position in the heap, or -1. */
+  /** Position in the heap, or -1. */
   heapIndex = -1;
   /** Made by the reactor's scheduling methods. */
   constructor(
-    /** Due time on the `performance.now()` clock, in ms. */
+    /** Due time on the reactor's clock, in ms. */
     public when: number,
     /** Tie-breaker: timers due at the same time run in scheduling order. */
     public seq: number,
@@ -34,7 +46,7 @@ export class TimerHandle {
     public readonly callback: () => void,
     /** Period in ms for `callEvery`, 0 for one-shot. */
     public readonly interval: number,
-    private readonly onCancel: ((h: TimerHandle) => void) | null,
+    private readonly onCancel: ((h: Timer) => void) | null,
   ) {}
 
   /** Cancels the timer; running it is skipped. Cancelling twice is harmless. */
@@ -45,13 +57,13 @@ export class TimerHandle {
   }
 }
 
-function before(a: TimerHandle, b: TimerHandle): boolean {
+function before(a: Timer, b: Timer): boolean {
   return a.when < b.when || (a.when === b.when && a.seq < b.seq);
 }
 
-/** A min-heap of {@linkcode TimerHandle}s with lazy cancellation. */
+/** A min-heap of {@linkcode Timer}s with lazy cancellation. */
 export class TimerHeap {
-  #heap: TimerHandle[] = [];
+  #heap: Timer[] = [];
   #cancelled = 0;
 
   /** Number of entries, cancelled ones included. */
@@ -65,14 +77,14 @@ export class TimerHeap {
   }
 
   /** Adds a timer. */
-  push(h: TimerHandle): void {
+  push(h: Timer): void {
     const heap = this.#heap;
     heap.push(h);
     this.#up(heap.length - 1);
   }
 
   /** The earliest live timer, dropping cancelled ones from the top. */
-  peek(): TimerHandle | undefined {
+  peek(): Timer | undefined {
     const heap = this.#heap;
     while (heap.length > 0 && heap[0].cancelled) {
       this.pop();
@@ -82,7 +94,7 @@ export class TimerHeap {
   }
 
   /** Removes and returns the top entry (cancelled or not). */
-  pop(): TimerHandle | undefined {
+  pop(): Timer | undefined {
     const heap = this.#heap;
     const top = heap[0];
     if (top === undefined) return undefined;
@@ -97,7 +109,7 @@ export class TimerHeap {
   }
 
   /** Records a cancellation; compacts when more than half the heap is dead. */
-  noteCancelled(h: TimerHandle): void {
+  noteCancelled(h: Timer): void {
     if (h.heapIndex < 0) return;
     this.#cancelled++;
     if (this.#cancelled > 64 && this.#cancelled * 2 > this.#heap.length) this.#compact();

@@ -20,30 +20,26 @@ import { AssertionError } from "node:assert/strict";
 import {
   accept,
   AF_UNIX,
-  bind,
   close,
   connect,
   dupAtLeast,
   encodeSockaddr,
   F_GETFD,
-  getSockName,
-  listen,
   pipe,
   poll,
   POLLFD_SIZE,
   POLLIN,
   POLLOUT,
-  setSockOptInt,
-  SO_REUSEADDR,
   SOCK_STREAM,
   socket,
   socketError,
   socketpair,
-  SOL_SOCKET,
   sym,
 } from "../ffi/mod.ts";
 
 export { BACKENDS } from "../reactor/default.ts";
+import { endpoint } from "../net/address.ts";
+import { openBoundSocket } from "../net/socket.ts";
 
 /** The class name of each backend, for test names such as "`EpollSelector` ...". */
 export const SELECTOR_CLASS = { epoll: "EpollSelector", poll: "PollSelector", select: "SelectSelector" } as const;
@@ -246,19 +242,9 @@ export function waitFd(fd: number, events: number, timeoutMs = 5000): number {
 
 /** A listening TCP socket (non-blocking) on `host` and the port the kernel picked. */
 export function tcpListener(host = "127.0.0.1", port = 0, backlog = 16): { fd: number; port: number } {
-  const sa = encodeSockaddr({ host, port });
-  const fd = socket(sa.family, SOCK_STREAM);
-  try {
-    setSockOptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-    bind(fd, sa.buf, sa.len, `${host}:${port}`);
-    listen(fd, backlog);
-    const name = getSockName(fd);
-    if (name.family === "unix") throw new Error("unexpected unix address");
-    return { fd, port: name.port };
-  } catch (err) {
-    close(fd);
-    throw err;
-  }
+  const { fd, address } = openBoundSocket(endpoint({ host, port }), SOCK_STREAM, { reuseAddr: true, backlog });
+  if (address.family === "unix") throw new Error("unexpected unix address");
+  return { fd, port: address.port };
 }
 
 /**
@@ -266,16 +252,10 @@ export function tcpListener(host = "127.0.0.1", port = 0, backlog = 16): { fd: n
  * (Another process could take it in between; on a test machine that does not happen.)
  */
 export function unusedPort(host = "127.0.0.1"): number {
-  const sa = encodeSockaddr({ host, port: 0 });
-  const fd = socket(sa.family, SOCK_STREAM);
-  try {
-    bind(fd, sa.buf, sa.len, `${host}:0`);
-    const name = getSockName(fd);
-    if (name.family === "unix") throw new Error("unexpected unix address");
-    return name.port;
-  } finally {
-    close(fd);
-  }
+  const { fd, address } = openBoundSocket(endpoint({ host, port: 0 }), SOCK_STREAM);
+  close(fd);
+  if (address.family === "unix") throw new Error("unexpected unix address");
+  return address.port;
 }
 
 /** Both ends of a connected TCP connection. */

@@ -9,7 +9,8 @@
 
 import assert from "node:assert/strict";
 import { read, write } from "../ffi/mod.ts";
-import { type BackendName, TimerHandle, TimerHeap } from "../reactor/mod.ts";
+import type { BackendName, TimerHandle } from "../reactor/mod.ts";
+import { Timer, TimerHeap } from "../reactor/timers.ts";
 import { assertNoFdLeak, BACKENDS, FdScope } from "./_helpers.ts";
 import { assertNoErrors, newReactor, ONE, runSyncBounded } from "./_reactor.ts";
 
@@ -308,9 +309,9 @@ for (const backend of BACKENDS) {
 
 Deno.test("`TimerHeap` compacts when most entries are cancelled and pops the rest in order", () => {
   const heap = new TimerHeap();
-  const handles: TimerHandle[] = [];
+  const handles: Timer[] = [];
   for (let i = 0; i < 1000; i++) {
-    const h = new TimerHandle((i * 7919) % 100, i, () => {}, 0, (x) => heap.noteCancelled(x));
+    const h = new Timer((i * 7919) % 100, i, () => {}, 0, (x) => heap.noteCancelled(x));
     handles.push(h);
     heap.push(h);
   }
@@ -318,7 +319,7 @@ Deno.test("`TimerHeap` compacts when most entries are cancelled and pops the res
   for (let i = 0; i < 1000; i++) if (i % 10 !== 0) handles[i].cancel();
   assert.equal(heap.live, 100);
   assert.ok(heap.size <= 200, `${heap.size} entries left for 100 live timers: no compaction`);
-  const popped: TimerHandle[] = [];
+  const popped: Timer[] = [];
   for (let h = heap.peek(); h !== undefined; h = heap.peek()) popped.push(heap.pop()!);
   assert.equal(popped.length, 100);
   assert.ok(popped.every((h) => !h.cancelled));

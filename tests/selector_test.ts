@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { EPOLL_EVENT_SIZE, EPOLL_EVENT_STRIDE, epollWait, OSError, read, write } from "../ffi/mod.ts";
-import { defaultSelector } from "../reactor/default.ts";
+import { createSelector } from "../reactor/default.ts";
 import { EpollSelector } from "../reactor/epoll.ts";
 import {
   type BackendName,
@@ -68,7 +68,7 @@ function withSelector(
   return () =>
     assertNoFdLeak(async () => {
       using fds = new FdScope();
-      const sel = defaultSelector<string>(backend);
+      const sel = createSelector<string>(backend);
       try {
         await fn(sel, fds);
       } finally {
