@@ -7,15 +7,23 @@
  *
  * @example
  * ```ts
- * import { listen, Reactor } from "@fdloop/fdloop";
+ * import assert from "node:assert/strict";
+ * import { connect, listen, Reactor } from "@fdloop/fdloop";
  * const reactor = new Reactor();
  * const server = listen({ host: "127.0.0.1", port: 0, reactor }, (conn) => {
  *   conn.on("data", (chunk) => conn.write(chunk)); // echo
  * });
- * console.log(`listening on 127.0.0.1:${server.port}`);
- * reactor.callLater(100, () => server.close().then(() => reactor.stop()));
+ * const client = connect({ host: "127.0.0.1", port: server.port, reactor });
+ * let echoed = "";
+ * client.on("data", (chunk) => {
+ *   echoed += new TextDecoder().decode(chunk);
+ *   client.destroy();
+ *   server.close({ closeConnections: true }).then(() => reactor.stop());
+ * });
+ * client.write("ping");
  * await reactor.run();
  * reactor.close();
+ * assert.equal(echoed, "ping");
  * ```
  *
  * @module

@@ -80,8 +80,9 @@ for (const [name, value] of Object.entries(Errno)) NAMES[value] = name;
  * @returns The name, or `"E<number>"` for a value not in the table.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { errnoName } from "@fdloop/fdloop/ffi";
- * console.log(errnoName(111)); // "ECONNREFUSED"
+ * assert.equal(errnoName(111), "ECONNREFUSED");
  * ```
  */
 export function errnoName(errno: number): string {
@@ -95,9 +96,12 @@ export function errnoName(errno: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OSError } from "@fdloop/fdloop/ffi";
  * const err = new OSError(98, "bind", "Cannot bind 127.0.0.1:8000", "Address already in use");
- * console.log(err.code, err.syscall); // "EADDRINUSE" "bind"
+ * assert.equal(err.code, "EADDRINUSE");
+ * assert.equal(err.syscall, "bind");
+ * assert.equal(err.message, "Cannot bind 127.0.0.1:8000: EADDRINUSE (bind): Address already in use");
  * ```
  */
 export class OSError extends Error {

@@ -94,6 +94,18 @@ const symbols = {
   strerror: { parameters: ["i32"], result: "pointer" },
   // int *__errno_location(void)
   __errno_location: { parameters: [], result: "pointer" },
+  // int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
+  // On Deno's blocking thread pool: a lookup can take seconds. `service` may be null (a `buffer` accepts null).
+  getaddrinfo_nb: {
+    name: "getaddrinfo",
+    parameters: ["buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  // void freeaddrinfo(struct addrinfo *res)
+  freeaddrinfo: { parameters: ["pointer"], result: "void" },
+  // const char *gai_strerror(int errcode)
+  gai_strerror: { parameters: ["i32"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The type of the opened libc symbols. */

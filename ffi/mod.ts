@@ -7,10 +7,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { close, eventfd, read, write, WOULD_BLOCK } from "@fdloop/fdloop/ffi";
  * const fd = eventfd();
- * console.log(read(fd, new Uint8Array(8)) === WOULD_BLOCK); // true: nothing signalled yet
+ * assert.equal(read(fd, new Uint8Array(8)), WOULD_BLOCK); // nothing signalled yet
  * write(fd, new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]));
+ * assert.equal(read(fd, new Uint8Array(8)), 8);
  * close(fd);
  * ```
  *
@@ -22,3 +24,4 @@ export * from "./errno.ts";
 export * from "./structs.ts";
 export * from "./syscalls.ts";
 export { errnoView, libc, type LibcSymbols, SUPPORTED_PLATFORMS, sym } from "./libc.ts";
+export * from "./resolve.ts";

@@ -30,8 +30,10 @@ export interface UnixPath {
  * @throws {TypeError} for a name that would need DNS.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveHost } from "@fdloop/fdloop/net";
- * console.log(resolveHost("localhost")); // "127.0.0.1"
+ * assert.equal(resolveHost("localhost"), "127.0.0.1");
+ * assert.equal(resolveHost("[::1]"), "::1");
  * ```
  */
 export function resolveHost(host: string): string {

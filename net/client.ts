@@ -27,12 +27,15 @@ export interface ConnectOptions extends ConnectionOptions {
  * @throws {TypeError} for a host name that would need DNS, or a bad port/path.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { connect, listen } from "@fdloop/fdloop/net";
  * const server = listen({ port: 0 }, (conn) => conn.end("hi\n"));
  * const conn = connect({ host: "127.0.0.1", port: server.port });
- * conn.on("data", (chunk) => console.log(new TextDecoder().decode(chunk)));
+ * let got = "";
+ * conn.on("data", (chunk) => got += new TextDecoder().decode(chunk));
  * conn.on("close", () => server.close().then(() => conn.reactor.stop()));
  * await conn.reactor.run();
+ * assert.equal(got, "hi\n");
  * ```
  */
 export function connect(target: (HostPort | UnixPath) & ConnectOptions): Connection {

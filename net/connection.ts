@@ -114,12 +114,13 @@ let connectionCount = 0;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { listen } from "@fdloop/fdloop/net";
  * const server = listen({ port: 0 }, (conn) => {
  *   conn.on("data", (chunk) => conn.write(chunk)); // echo
  *   conn.on("end", () => conn.end());
  * });
- * console.log(server.address);
+ * assert.equal(server.connections.size, 0);
  * await server.close();
  * ```
  */

@@ -4,6 +4,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { connect, listen } from "@fdloop/fdloop/net";
  * import { Reactor } from "@fdloop/fdloop/reactor";
  * const reactor = new Reactor();
@@ -13,7 +14,7 @@
  * const client = connect({ port: server.port, reactor });
  * client.write("ping");
  * client.on("data", (chunk) => {
- *   console.log(new TextDecoder().decode(chunk)); // "ping"
+ *   assert.equal(new TextDecoder().decode(chunk), "ping");
  *   client.destroy();
  *   server.close({ closeConnections: true }).then(() => reactor.stop());
  * });

@@ -66,9 +66,11 @@ const RETRY_MS = 100;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { listen } from "@fdloop/fdloop/net";
  * const server = listen({ host: "127.0.0.1", port: 0 }, (conn) => conn.end("hello\n"));
- * console.log(`listening on 127.0.0.1:${server.port}`);
+ * assert.equal(server.address.family, "IPv4");
+ * assert.ok(server.port > 0); // the port the kernel picked
  * await server.close();
  * ```
  */

@@ -75,9 +75,11 @@ const addrLen = new Uint32Array(1);
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { bindUdp } from "@fdloop/fdloop/net";
  * const sock = bindUdp({ port: 0 });
  * sock.on("message", (bytes, rinfo) => sock.send(bytes, rinfo)); // echo
+ * assert.equal(sock.address.address, "127.0.0.1");
  * sock.close();
  * ```
  */
@@ -213,10 +215,20 @@ export class UdpSocket extends Emitter<UdpEvents> {
  *
  * @example
  * ```ts
- * import { bindUdp } from "@fdloop/fdloop/net";
- * const sock = bindUdp({ host: "127.0.0.1", port: 0 }, (bytes, rinfo) => console.log(bytes.length, rinfo));
- * console.log(sock.port > 0); // true
- * sock.close();
+ * import assert from "node:assert/strict";
+ * import { bindUdp, Reactor } from "@fdloop/fdloop";
+ * const reactor = new Reactor();
+ * const a = bindUdp({ host: "127.0.0.1", port: 0, reactor });
+ * const b = bindUdp({ host: "127.0.0.1", port: 0, reactor }, (bytes, rinfo) => {
+ *   assert.equal(new TextDecoder().decode(bytes), "hi");
+ *   assert.deepEqual(rinfo, { address: "127.0.0.1", port: a.port, family: "IPv4", size: 2 });
+ *   reactor.stop();
+ * });
+ * a.send("hi", { address: "127.0.0.1", port: b.port });
+ * await reactor.run();
+ * a.close();
+ * b.close();
+ * reactor.close();
  * ```
  */
 export function bindUdp(options: UdpOptions = {}, onMessage?: UdpEvents["message"]): UdpSocket {

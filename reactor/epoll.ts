@@ -65,9 +65,10 @@ export interface EpollOptions {
  *
  * @example
  * ```ts
- * import { EpollSelector, EVENT_READ } from "@fdloop/fdloop/reactor";
+ * import assert from "node:assert/strict";
+ * import { EpollSelector } from "@fdloop/fdloop/reactor";
  * const sel = new EpollSelector();
- * console.log(sel.select(0)); // 0: nothing registered
+ * assert.equal(sel.select(0), 0); // nothing registered
  * sel.close();
  * ```
  */

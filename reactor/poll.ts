@@ -35,8 +35,10 @@ function interestsToPoll(events: number): number {
  * @example
  * ```ts
  * import { PollSelector } from "@fdloop/fdloop/reactor";
+ * import assert from "node:assert/strict";
  * const sel = new PollSelector();
- * console.log(sel.name, sel.select(0)); // "poll" 0
+ * assert.equal(sel.name, "poll");
+ * assert.equal(sel.select(0), 0);
  * sel.close();
  * ```
  */

@@ -119,14 +119,17 @@ function logError(error: unknown, context: ErrorContext): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Reactor } from "@fdloop/fdloop/reactor";
  * const reactor = new Reactor();
+ * const ticks: number[] = [];
  * reactor.callLater(10, () => {
- *   console.log("tick");
+ *   ticks.push(reactor.time());
  *   reactor.stop();
  * });
  * await reactor.run();
  * reactor.close();
+ * assert.equal(ticks.length, 1);
  * ```
  */
 export class Reactor {

@@ -25,8 +25,10 @@ const WORDS = FD_SET_SIZE / 4;
  * @example
  * ```ts
  * import { SelectSelector } from "@fdloop/fdloop/reactor";
+ * import assert from "node:assert/strict";
  * const sel = new SelectSelector();
- * console.log(sel.name, sel.select(0)); // "select" 0
+ * assert.equal(sel.name, "select");
+ * assert.equal(sel.select(0), 0);
  * sel.close();
  * ```
  */

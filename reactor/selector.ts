@@ -51,14 +51,17 @@ export class SelectorKey<T = unknown> {
  *
  * @example
  * ```ts
- * import { defaultSelector, EVENT_READ } from "@fdloop/fdloop/reactor";
+ * import assert from "node:assert/strict";
+ * import { createSelector, EVENT_READ } from "@fdloop/fdloop/reactor";
  * import { close, pipe, write } from "@fdloop/fdloop/ffi";
- * const sel = defaultSelector();
+ * const sel = createSelector<string>();
  * const [r, w] = pipe();
  * sel.register(r, EVENT_READ, "the pipe");
  * write(w, new Uint8Array([1]));
  * const n = sel.select(100);
- * console.log(n, sel.readyKeys[0].data, sel.readyEvents[0]); // 1 "the pipe" 1
+ * assert.equal(n, 1);
+ * assert.equal(sel.readyKeys[0].data, "the pipe");
+ * assert.equal(sel.readyEvents[0], EVENT_READ);
  * sel.close();
  * close(r);
  * close(w);

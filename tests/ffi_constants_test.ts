@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import * as constants from "../ffi/constants.ts";
 import * as structs from "../ffi/structs.ts";
+import * as resolve from "../ffi/resolve.ts";
 import { Errno } from "../ffi/errno.ts";
 
 const HEADERS = [
@@ -26,6 +27,7 @@ const HEADERS = [
   "sys/eventfd.h",
   "errno.h",
   "sys/un.h",
+  "netdb.h",
   "stddef.h",
   "stdio.h",
 ];
@@ -72,7 +74,16 @@ const LAYOUT: { name: string; expr: string; expected: number }[] = [
   { name: "offsetof(struct sockaddr_in, sin_addr)", expr: "offsetof(struct sockaddr_in, sin_addr)", expected: 4 },
   { name: "offsetof(struct sockaddr_in6, sin6_addr)", expr: "offsetof(struct sockaddr_in6, sin6_addr)", expected: 8 },
   { name: "offsetof(struct sockaddr_un, sun_path)", expr: "offsetof(struct sockaddr_un, sun_path)", expected: 2 },
+  // ffi/resolve.ts reads struct addrinfo at these offsets.
+  { name: "offsetof(struct addrinfo, ai_family)", expr: "offsetof(struct addrinfo, ai_family)", expected: 4 },
+  { name: "offsetof(struct addrinfo, ai_socktype)", expr: "offsetof(struct addrinfo, ai_socktype)", expected: 8 },
+  { name: "offsetof(struct addrinfo, ai_addrlen)", expr: "offsetof(struct addrinfo, ai_addrlen)", expected: 16 },
+  { name: "offsetof(struct addrinfo, ai_addr)", expr: "offsetof(struct addrinfo, ai_addr)", expected: 24 },
+  { name: "offsetof(struct addrinfo, ai_next)", expr: "offsetof(struct addrinfo, ai_next)", expected: 40 },
 ];
+
+/** Numeric exports of `resolve.ts` that are not a C macro of the same name (the EAI_* codes are). */
+const RESOLVE_EXPRS: Record<string, string> = { ADDRINFO_SIZE: "sizeof(struct addrinfo)" };
 
 function numericEntries(mod: Record<string, unknown>): [string, number][] {
   return Object.entries(mod).filter((e): e is [string, number] => typeof e[1] === "number");
@@ -108,6 +119,14 @@ function cSource(): { source: string; expected: Map<string, number> } {
     if (expr === undefined) continue;
     expected.set(`structs.${name}`, value);
     lines.push(`  P("structs.${name}", ${expr});`);
+  }
+  for (const [name, value] of numericEntries(resolve)) {
+    if (name in RESOLVE_EXPRS) {
+      expected.set(`resolve.${name}`, value);
+      lines.push(`  P("resolve.${name}", ${RESOLVE_EXPRS[name]});`);
+    } else {
+      macro(`resolve.${name}`, name, value);
+    }
   }
   for (const { name, expr, expected: value } of LAYOUT) {
     expected.set(name, value);
