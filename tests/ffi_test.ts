@@ -8,6 +8,7 @@ import {
   AF_INET,
   AF_INET6,
   AF_UNIX,
+  assertOpenFd,
   bind,
   check,
   close,
@@ -15,16 +16,24 @@ import {
   decodeSockaddr,
   dupAtLeast,
   encodeSockaddr,
+  EPOLL_CTL_ADD,
+  EPOLL_EVENT_SIZE,
+  epollCreate,
+  epollCtl,
+  EPOLLIN,
+  epollWaitAsync,
   Errno,
   errnoName,
   eventfd,
   F_GETFD,
   F_GETFL,
   FD_CLOEXEC,
+  FD_SET_SIZE,
   fillIovec,
   formatIPv6,
   getPeerName,
   getSockName,
+  INTERRUPTED,
   IOVEC_SIZE,
   MAX_IO,
   O_NONBLOCK,
@@ -32,12 +41,15 @@ import {
   osError,
   parseIPv4,
   parseIPv6,
+  pollAsync,
   POLLERR,
+  POLLFD_SIZE,
   POLLIN,
   POLLOUT,
   read,
   readv,
   recv,
+  selectAsync,
   send,
   setNonBlocking,
   SOCK_STREAM,
@@ -417,3 +429,50 @@ Deno.test({
       assert.deepEqual([...backing.subarray(8)], new Array(8).fill(0));
     }),
 });
+
+Deno.test("`WOULD_BLOCK` and `INTERRUPTED` are distinct, so a result can never be misread", () => {
+  assert.notEqual(WOULD_BLOCK, INTERRUPTED);
+  assert.ok(WOULD_BLOCK < 0 && INTERRUPTED < 0, "both are impossible as byte or event counts");
+});
+
+Deno.test("the off-thread waits (`epollWaitAsync`, `pollAsync`, `selectAsync`) return the ready count", () =>
+  assertNoFdLeak(async () => {
+    using fds = new FdScope();
+    const [r, w] = fds.pipe();
+    write(w, enc.encode("x"));
+    // epoll
+    const ep = epollCreate();
+    try {
+      const ev = new Uint8Array(EPOLL_EVENT_SIZE);
+      new Uint32Array(ev.buffer)[0] = EPOLLIN;
+      epollCtl(ep, EPOLL_CTL_ADD, r, ev);
+      const out = new Uint8Array(4 * EPOLL_EVENT_SIZE);
+      assert.equal(await epollWaitAsync(ep, Deno.UnsafePointer.of(out), 4, 1000), 1);
+    } finally {
+      close(ep);
+    }
+    // poll
+    const pfd = new Uint8Array(POLLFD_SIZE);
+    new Int32Array(pfd.buffer)[0] = r;
+    new Int16Array(pfd.buffer)[2] = POLLIN;
+    assert.equal(await pollAsync(pfd, 1, 1000), 1);
+    // select
+    const set = new Uint8Array(FD_SET_SIZE);
+    set[r >> 3] |= 1 << (r & 7);
+    assert.equal(await selectAsync(r + 1, set, new Uint8Array(FD_SET_SIZE), null), 1);
+  }));
+
+Deno.test("`assertOpenFd()` throws EBADF from fcntl with the given context, and passes an open fd", () =>
+  assertNoFdLeak(() => {
+    using fds = new FdScope();
+    const [r] = fds.pipe();
+    assertOpenFd(r, "unused");
+    const bad = closedFd();
+    assert.throws(() => assertOpenFd(bad, `Cannot register fd ${bad}`), (err: unknown) => {
+      assert.ok(err instanceof OSError);
+      assert.equal(err.code, "EBADF");
+      assert.equal(err.syscall, "fcntl");
+      assert.ok(err.message.startsWith(`Cannot register fd ${bad}: EBADF (fcntl)`), err.message);
+      return true;
+    });
+  }));
