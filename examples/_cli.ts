@@ -56,6 +56,15 @@ export function parseFlags<F extends Record<string, Flag>>(
   }
 }
 
+/**
+ * The flags every example that runs a loop takes: `--backend` and `--sync`.
+ * Spread them into an example's flag table (`{ ...LOOP_FLAGS, port: … }`).
+ */
+export const LOOP_FLAGS = {
+  backend: { type: "string", default: "auto", help: "Selector: epoll, poll or select" },
+  sync: { type: "boolean", help: "Use the blocking runSync() loop" },
+} as const satisfies Record<string, Flag>;
+
 /** Checks a `--backend` value. */
 export function backendFlag(value: string): BackendName | undefined {
   if (value === "" || value === "auto") return undefined;

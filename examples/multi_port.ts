@@ -11,13 +11,12 @@
  */
 
 import { formatAddress, listen, Reactor, type Server } from "../mod.ts";
-import { backendFlag, parseFlags, portFlag, runUntilSignal } from "./_cli.ts";
+import { backendFlag, LOOP_FLAGS, parseFlags, portFlag, runUntilSignal } from "./_cli.ts";
 
 const flags = parseFlags("Usage: deno run --allow-ffi examples/multi_port.ts [options]", {
   host: { type: "string", default: "127.0.0.1", help: "Address to listen on" },
   ports: { type: "string", default: "8000,8006", help: "Comma-separated ports (0 = a free port)" },
-  backend: { type: "string", default: "auto", help: "Selector: epoll, poll or select" },
-  sync: { type: "boolean", help: "Use the blocking runSync() loop" },
+  ...LOOP_FLAGS,
 });
 
 const reactor = new Reactor({ backend: backendFlag(flags.backend) });
@@ -30,6 +29,7 @@ for (const port of ports) {
   const server = listen({ host: flags.host, port, reactor }, (conn) => {
     connections++;
     console.log(`accepted ${formatAddress(conn.remoteAddress!)} on port ${server.port}`);
+    // The same backpressured echo as echo.ts, inline so this file reads top to bottom.
     conn.on("data", (chunk) => {
       if (!conn.write(chunk)) conn.pause();
     });

@@ -12,12 +12,11 @@
 
 import { OSError, Reactor } from "../mod.ts";
 import { read, setNonBlocking, WOULD_BLOCK } from "../ffi/mod.ts";
-import { backendFlag, parseFlags, runUntilSignal } from "./_cli.ts";
+import { backendFlag, LOOP_FLAGS, parseFlags, runUntilSignal } from "./_cli.ts";
 
 const flags = parseFlags("Usage: deno run --allow-ffi examples/stdin_monitor.ts [options]", {
   interval: { type: "string", default: "1000", help: "Tick interval in ms" },
-  backend: { type: "string", default: "auto", help: "Selector: epoll, poll or select" },
-  sync: { type: "boolean", help: "Use the blocking runSync() loop" },
+  ...LOOP_FLAGS,
 });
 const interval = Number(flags.interval);
 if (!(interval >= 1)) {

@@ -10,13 +10,12 @@
  */
 
 import { bindUdp, formatAddress, Reactor } from "../mod.ts";
-import { backendFlag, parseFlags, portFlag, runUntilSignal } from "./_cli.ts";
+import { backendFlag, LOOP_FLAGS, parseFlags, portFlag, runUntilSignal } from "./_cli.ts";
 
 const flags = parseFlags("Usage: deno run --allow-ffi examples/udp_echo.ts [options]", {
   host: { type: "string", default: "127.0.0.1", help: "Address to bind" },
   port: { type: "string", default: "8001", help: "Port (0 = pick a free port)" },
-  backend: { type: "string", default: "auto", help: "Selector: epoll, poll or select" },
-  sync: { type: "boolean", help: "Use the blocking runSync() loop" },
+  ...LOOP_FLAGS,
 });
 
 const reactor = new Reactor({ backend: backendFlag(flags.backend) });
