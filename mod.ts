@@ -32,6 +32,7 @@
 export {
   type BackendName,
   BACKENDS,
+  BaseSelector,
   createSelector,
   defaultSelector,
   type EpollOptions,
