@@ -53,4 +53,5 @@ export {
   type TimerHandle,
 } from "./reactor/mod.ts";
 export * from "./net/mod.ts";
+export * from "./http/mod.ts";
 export { Errno, errnoName, OSError } from "./ffi/mod.ts";

@@ -1,0 +1,212 @@
+/**
+ * Building response heads: the byte buffer they are written into, cached
+ * status lines, the `Date` header formatted once per second, and header
+ * validation (no CR, LF or NUL may reach the wire, so a handler cannot split
+ * a response).
+ *
+ * @module
+ */
+
+import { reasonPhrase } from "./status.ts";
+
+const encoder = new TextEncoder();
+
+/**
+ * A growable byte buffer that response heads and small bodies are written
+ * into, then handed to the connection in one `write()`.
+ */
+export class OutBuffer {
+  /** The bytes; valid in `[0, length)`. */
+  bytes: Uint8Array;
+  /** Bytes used. */
+  length = 0;
+
+  /** @param capacity Initial size in bytes. */
+  constructor(capacity = 16 * 1024) {
+    this.bytes = new Uint8Array(capacity);
+  }
+
+  /** Makes room for `n` more bytes. */
+  reserve(n: number): void {
+    const need = this.length + n;
+    if (need <= this.bytes.byteLength) return;
+    let size = this.bytes.byteLength * 2;
+    while (size < need) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.bytes.subarray(0, this.length));
+    this.bytes = next;
+  }
+
+  /** Appends bytes. */
+  put(bytes: Uint8Array): void {
+    this.reserve(bytes.byteLength);
+    this.bytes.set(bytes, this.length);
+    this.length += bytes.byteLength;
+  }
+
+  /** Appends a string as UTF-8. */
+  text(s: string): void {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    this.reserve(s.length * 3);
+    this.length += encoder.encodeInto(s, this.bytes.subarray(this.length)).written;
+  }
+
+  /** Appends a non-negative integer in decimal. */
+  decimal(n: number): void {
+    this.reserve(16);
+    if (n === 0) {
+      this.bytes[this.length++] = 0x30;
+      return;
+    }
+    let digits = 0;
+    for (let m = n; m >= 1; m = Math.floor(m / 10)) digits++;
+    let at = this.length + digits;
+    this.length = at;
+    for (let m = n; m >= 1; m = Math.floor(m / 10)) this.bytes[--at] = 0x30 + (m % 10);
+  }
+
+  /** Appends a non-negative integer in hex (chunk sizes). */
+  hex(n: number): void {
+    this.text(n.toString(16));
+  }
+
+  /** Appends CRLF. */
+  crlf(): void {
+    this.reserve(2);
+    this.bytes[this.length++] = 13;
+    this.bytes[this.length++] = 10;
+  }
+
+  /** The bytes written so far (a view: valid until the next write). */
+  view(): Uint8Array {
+    return this.bytes.subarray(0, this.length);
+  }
+
+  /** Forgets the contents, keeping the memory. */
+  clear(): void {
+    this.length = 0;
+  }
+}
+
+const statusLines11: (Uint8Array | undefined)[] = [];
+const statusLines10: (Uint8Array | undefined)[] = [];
+
+/**
+ * `HTTP/1.1 200 OK\r\n` (or `HTTP/1.0 …`), built once per status.
+ *
+ * @throws {RangeError} for a status outside 100–599.
+ */
+export function statusLine(status: number, minor: number): Uint8Array {
+  const cache = minor === 0 ? statusLines10 : statusLines11;
+  const hit = cache[status];
+  if (hit !== undefined) return hit;
+  if (!Number.isInteger(status) || status < 100 || status > 599) {
+    throw new RangeError(`Status must be an integer from 100 to 599, got ${status}`);
+  }
+  const line = encoder.encode(`HTTP/1.${minor === 0 ? 0 : 1} ${status} ${reasonPhrase(status)}\r\n`);
+  cache[status] = line;
+  return line;
+}
+
+const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+let dateSecond = -1;
+let dateLine = new Uint8Array(0);
+
+function pad2(n: number): string {
+  return n < 10 ? `0${n}` : `${n}`;
+}
+
+/** An IMF-fixdate (RFC 9110 §5.6.7): `Thu, 26 Nov 2026 01:54:05 GMT`. */
+export function httpDate(ms: number): string {
+  const d = new Date(ms);
+  return `${DAYS[d.getUTCDay()]}, ${pad2(d.getUTCDate())} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${
+    pad2(d.getUTCHours())
+  }:${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())} GMT`;
+}
+
+/** `Date: <now>\r\n`, formatted at most once per second. */
+export function dateHeader(): Uint8Array {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateLine = encoder.encode(`Date: ${httpDate(now)}\r\n`);
+  }
+  return dateLine;
+}
+
+/** Whether `c` may appear in a header name (an RFC 9110 token character). */
+export function isTokenChar(c: number): boolean {
+  return TOKEN[c] === 1;
+}
+
+const TOKEN = new Uint8Array(128);
+for (let c = 0x21; c < 0x7f; c++) TOKEN[c] = 1;
+for (const c of '"(),/:;<=>?@[\\]{}') TOKEN[c.charCodeAt(0)] = 0;
+
+/**
+ * Checks a header name (a token) and value (visible ASCII, spaces and tabs:
+ * no CR, LF, NUL or other control characters, and no non-ASCII text, which
+ * has no single encoding on the wire).
+ *
+ * @throws {TypeError} naming the header, so a handler cannot split a response.
+ */
+export function checkHeader(name: string, value: string): void {
+  if (name.length === 0) throw new TypeError("Header name must not be empty");
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 128 || TOKEN[c] !== 1) {
+      throw new TypeError(`Invalid header name ${JSON.stringify(name)}: it must be a token (RFC 9110 §5.1)`);
+    }
+  }
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 0x20 && c !== 9) || c >= 0x7f) {
+      throw new TypeError(
+        `Invalid value for header ${JSON.stringify(name)}: ${JSON.stringify(value)} has a forbidden character`,
+      );
+    }
+  }
+}
+
+/**
+ * A header block built once and reused for many responses: validated when
+ * made, written verbatim (`Name: value\r\n` lines).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PreparedHeaders } from "@fdloop/fdloop/http";
+ * const plain = new PreparedHeaders({ "content-type": "text/plain; charset=utf-8", server: "fdloop" });
+ * assert.equal(new TextDecoder().decode(plain.bytes), "content-type: text/plain; charset=utf-8\r\nserver: fdloop\r\n");
+ * assert.throws(() => new PreparedHeaders({ "x-bad": "a\r\nInjected: 1" }), TypeError);
+ * ```
+ */
+export class PreparedHeaders {
+  /** The encoded lines. */
+  readonly bytes: Uint8Array;
+  /** Lower-cased names in the block, so the engine knows which of its own headers to leave out. */
+  readonly names: ReadonlySet<string>;
+
+  /**
+   * Validates and encodes the block once.
+   *
+   * @param headers Name → value pairs (names as you want them sent).
+   * @throws {TypeError} for a name that is not a token or a value with a forbidden character.
+   */
+  constructor(headers: Record<string, string> | Iterable<[string, string]>) {
+    const entries = Symbol.iterator in headers
+      ? [...(headers as Iterable<[string, string]>)]
+      : Object.entries(headers as Record<string, string>);
+    let text = "";
+    const names = new Set<string>();
+    for (const [name, value] of entries) {
+      checkHeader(name, value);
+      text += `${name}: ${value}\r\n`;
+      names.add(name.toLowerCase());
+    }
+    this.bytes = encoder.encode(text);
+    this.names = names;
+  }
+}

@@ -1,0 +1,1028 @@
+/**
+ * The HTTP/1.1 server engine and its raw API, `listenHttp()`.
+ *
+ * One {@linkcode HttpServer} accepts connections through `net/`'s `listen()`.
+ * Each connection feeds its reads to a {@linkcode RequestParser} and keeps a
+ * queue of exchanges (request + response) in arrival order: a response is
+ * written only when every response before it is complete, so pipelined
+ * requests are answered in order even when a later handler finishes first.
+ * While one read is being parsed the connection is corked: the responses of
+ * every request in that read leave in one `send`.
+ *
+ * Timeouts (header, body, idle keep-alive, lingering close) are deadlines on
+ * the connection, checked by one sweep timer per server: no timer is made or
+ * cancelled per request.
+ *
+ * @module
+ */
+
+import type { Connection, ListenOptions, Server, SocketAddress } from "../net/mod.ts";
+import { listen } from "../net/mod.ts";
+import type { Reactor } from "../reactor/mod.ts";
+import { DEFAULT_LIMITS, type ParserHandler, type ParserLimits, RequestHead, RequestParser } from "./parser.ts";
+import { checkHeader, dateHeader, OutBuffer, PreparedHeaders, statusLine } from "./response.ts";
+import { reasonPhrase } from "./status.ts";
+
+const encoder = new TextEncoder();
+
+/** Options of {@linkcode listenHttp} (and of `serve()`). */
+export interface HttpServerOptions {
+  /** Host to bind (default `127.0.0.1`; `::` is dual-stack; `0.0.0.0` for every IPv4 interface). */
+  host?: string;
+  /** Port (default 8000; 0 = a free port, see `server.port`). */
+  port?: number;
+  /** A Unix socket path instead of host and port. */
+  path?: string;
+  /** `listen()` backlog (default 511). */
+  backlog?: number;
+  /** `SO_REUSEPORT`, for several processes on one port. */
+  reusePort?: boolean;
+  /** The reactor (default: the process-wide default reactor). */
+  reactor?: Reactor;
+  /** Most bytes of a request head, request line included (default 16 KiB); past it: 431. */
+  maxHeaderBytes?: number;
+  /** Most header fields (default 100); past it: 431. */
+  maxHeaders?: number;
+  /** Longest request target (default 8 KiB); past it: 414. */
+  maxUriBytes?: number;
+  /** Largest request body (default 8 MiB); past it: 413. */
+  maxBodyBytes?: number;
+  /** The whole header section must arrive within this many ms of its first byte (default 20 000); then 408 and close. */
+  headerTimeout?: number;
+  /** A request body must arrive within this many ms of its head (default 60 000); then 408 and close. */
+  bodyTimeout?: number;
+  /** A keep-alive connection with no request in flight is closed after this many ms (default 5 000). */
+  idleTimeout?: number;
+  /** After an error response, read and discard for at most this many ms before closing (default 2 000). */
+  lingerTimeout?: number;
+  /** …and at most this many bytes (default 1 MiB). */
+  lingerBytes?: number;
+  /** Pipelined requests waiting for their turn, at most, before reading pauses (default 64). */
+  maxPipelined?: number;
+  /**
+   * Called once for each handler that throws (the client gets a 500) and for
+   * other errors of the server. Default: the reactor's `onError`.
+   */
+  onError?: (error: unknown, request?: HttpRequest) => void;
+}
+
+/**
+ * The request side of an exchange, decoded lazily from the parsed bytes.
+ *
+ * Valid until the response ends: a handler that answers later keeps it
+ * (its bytes are copied once, when the handler returns without answering).
+ */
+export interface HttpRequest {
+  /** `GET`, `POST`, … */
+  readonly method: string;
+  /** The request target as sent, such as `/sleep?ms=10`. */
+  readonly url: string;
+  /** The target up to `?`. */
+  readonly path: string;
+  /** The target after `?`, `""` if none. */
+  readonly query: string;
+  /** `"1.1"` or `"1.0"`. */
+  readonly httpVersion: string;
+  /** The body length from `Content-Length`, or -1 (none, or chunked). */
+  readonly contentLength: number;
+  /** Whether a body follows the head (a `Content-Length` above 0, or chunked). */
+  readonly hasBody: boolean;
+  /** A header's value by lower-case name (repeated fields joined with `, `), or null. */
+  header(name: string): string | null;
+  /** Calls `fn` for each header field, in order, names as sent. */
+  forEachHeader(fn: (name: string, value: string) => void): void;
+  /** The client's address, `ip:port` form (looked up once). */
+  readonly remoteAddress: { address: string; port: number } | null;
+  /**
+   * Receives the body: `onChunk` for each piece (a view valid only during the
+   * call: copy it to keep it), `onEnd` once it is complete. Call it during the
+   * handler or later; pieces that arrived before are buffered for you.
+   * Sends `100 Continue` first when the client asked for it.
+   */
+  readBody(onChunk: (chunk: Uint8Array) => void, onEnd: () => void): void;
+  /** The whole body, once complete, as one `Uint8Array` (bounded by `maxBodyBytes`). */
+  readAll(onBody: (body: Uint8Array) => void): void;
+}
+
+/** The response side of an exchange. */
+export interface HttpResponse {
+  /** The status (default 200). */
+  status: number;
+  /** Adds a header line (validated: a CR or LF in it throws a `TypeError`). */
+  setHeader(name: string, value: string): this;
+  /** Adds a prepared header block (built once, written verbatim). */
+  setHeaders(headers: PreparedHeaders): this;
+  /**
+   * Sends the response with `body` (string or bytes, may be empty) and a
+   * `Content-Length`. For `HEAD` requests the body is left out.
+   */
+  end(body?: string | Uint8Array): void;
+  /**
+   * Sends a piece of a streamed body: the first call sends the head, with
+   * `Transfer-Encoding: chunked` for HTTP/1.1 or no length for HTTP/1.0 (the
+   * connection then closes after). End with `end()`.
+   *
+   * @returns false when the client is not keeping up: wait for `onDrain`.
+   */
+  write(chunk: string | Uint8Array): boolean;
+  /** Calls `fn` once when the client caught up after `write()` returned false. */
+  onDrain(fn: () => void): void;
+  /** Calls `fn` once if the connection closes before the response is complete. */
+  onAbort(fn: () => void): void;
+  /** Whether the head has been sent. */
+  readonly headersSent: boolean;
+  /** Whether `end()` has been called. */
+  readonly finished: boolean;
+}
+
+/** A raw request handler: answer through `res`, now or later. */
+export type HttpHandler = (req: HttpRequest, res: HttpResponse) => void;
+
+// Shared scratch space for one response head at a time (the loop is single-threaded).
+const scratch = new OutBuffer(4096);
+// Responses of one read, collected while a connection is corked.
+const cork = new OutBuffer(64 * 1024);
+
+const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
+const CHUNK_END = encoder.encode("0\r\n\r\n");
+const H_CONTENT_LENGTH = encoder.encode("Content-Length: ");
+const H_CHUNKED = encoder.encode("Transfer-Encoding: chunked\r\n");
+const H_CLOSE = encoder.encode("Connection: close\r\n");
+const H_KEEP_ALIVE = encoder.encode("Connection: keep-alive\r\n");
+const H_TEXT = encoder.encode("Content-Type: text/plain; charset=utf-8\r\n");
+const EMPTY = new Uint8Array(0);
+/** The head of engine-made responses (errors) that answer no parsed request. */
+const EMPTY_HEAD = new RequestHead();
+
+// Deadline kinds of a connection.
+const D_NONE = 0;
+const D_HEADER = 1;
+const D_BODY = 2;
+const D_IDLE = 3;
+const D_LINGER = 4;
+
+/**
+ * One request and its response. Handlers see it as an {@linkcode HttpRequest}
+ * and an {@linkcode HttpResponse}.
+ */
+class Exchange implements HttpRequest, HttpResponse {
+  status = 200;
+  head: RequestHead;
+  readonly conn: HttpConnection;
+  /** Extra header lines, already encoded (`setHeader` / `setHeaders`). */
+  #extra: Uint8Array[] | null = null;
+  #extraText = "";
+  #userConnection = false;
+  #userLength = false;
+  #userDate = false;
+  #userType = false;
+  #headersSent = false;
+  #finished = false;
+  #streaming = 0; // 0: not streaming, 1: chunked, 2: close-delimited
+  /** Output written before this exchange's turn. */
+  pending: Uint8Array[] | null = null;
+  requestComplete = false;
+  /** Whether the request body is being received (for the body deadline). */
+  #bodyChunks: Uint8Array[] | null = null;
+  #onChunk: ((chunk: Uint8Array) => void) | null = null;
+  #onEnd: (() => void) | null = null;
+  #ended = false;
+  #drainFns: (() => void)[] | null = null;
+  #abortFns: (() => void)[] | null = null;
+  continueSent = false;
+  /** The handler asked for the body while the client waits for `100 Continue`. */
+  wantsContinue = false;
+  /** Close the connection after this response (client asked, or the response is close-delimited). */
+  closeAfter: boolean;
+  readonly isHead: boolean;
+  /** A complete response rendered by the engine (errors), written as is. */
+  preset: Uint8Array | null = null;
+
+  constructor(conn: HttpConnection, head: RequestHead) {
+    this.conn = conn;
+    this.head = head;
+    this.closeAfter = !head.keepAlive;
+    this.isHead = head.method() === "HEAD";
+    this.requestComplete = !(head.chunked || head.contentLength > 0);
+  }
+
+  // ------------------------------------------------------------ request
+
+  get method(): string {
+    return this.head.method();
+  }
+  get url(): string {
+    return this.head.target();
+  }
+  get path(): string {
+    return this.head.path();
+  }
+  get query(): string {
+    return this.head.query();
+  }
+  get httpVersion(): string {
+    return this.head.versionMinor === 0 ? "1.0" : "1.1";
+  }
+  get contentLength(): number {
+    return this.head.contentLength;
+  }
+  get hasBody(): boolean {
+    return this.head.chunked || this.head.contentLength > 0;
+  }
+  header(name: string): string | null {
+    return this.head.get(name);
+  }
+  forEachHeader(fn: (name: string, value: string) => void): void {
+    this.head.forEachHeader(fn);
+  }
+  get remoteAddress(): { address: string; port: number } | null {
+    const a = this.conn.remoteAddress();
+    return a;
+  }
+
+  readBody(onChunk: (chunk: Uint8Array) => void, onEnd: () => void): void {
+    if (this.#onChunk !== null || this.#onEnd !== null) throw new Error("The request body is already being read");
+    this.#onChunk = onChunk;
+    this.#onEnd = onEnd;
+    this.wantsContinue = true;
+    this.conn.sendContinue(this);
+    const early = this.#bodyChunks;
+    this.#bodyChunks = null;
+    if (early !== null) { for (const c of early) onChunk(c); }
+    if (this.requestComplete) {
+      this.#ended = true;
+      onEnd();
+    }
+  }
+
+  readAll(onBody: (body: Uint8Array) => void): void {
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    this.readBody((chunk) => {
+      parts.push(chunk.slice());
+      size += chunk.byteLength;
+    }, () => {
+      if (parts.length === 1) return onBody(parts[0]);
+      const all = new Uint8Array(size);
+      let at = 0;
+      for (const p of parts) {
+        all.set(p, at);
+        at += p.byteLength;
+      }
+      onBody(all);
+    });
+  }
+
+  /** A piece of the request body arrived (a view into the read buffer). */
+  deliverBody(chunk: Uint8Array): void {
+    if (this.#onChunk !== null) this.#onChunk(chunk);
+    else if (!this.#finished) (this.#bodyChunks ??= []).push(chunk.slice());
+    // else: the response is done and nobody reads: discard
+  }
+
+  /** The request is complete. */
+  completeRequest(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.requestComplete = true;
+    if (this.#onEnd !== null) this.#onEnd();
+  }
+
+  // ------------------------------------------------------------ response
+
+  get headersSent(): boolean {
+    return this.#headersSent;
+  }
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  setHeader(name: string, value: string): this {
+    if (this.#headersSent) throw new Error("Cannot set a header after the head was sent");
+    value = String(value);
+    checkHeader(name, value);
+    this.#noteName(name.toLowerCase(), value);
+    this.#extraText += `${name}: ${value}\r\n`;
+    return this;
+  }
+
+  setHeaders(headers: PreparedHeaders): this {
+    if (this.#headersSent) throw new Error("Cannot set headers after the head was sent");
+    if (!(headers instanceof PreparedHeaders)) throw new TypeError("setHeaders() takes a PreparedHeaders");
+    for (const n of headers.names) this.#noteName(n, "");
+    this.#flushExtraText();
+    (this.#extra ??= []).push(headers.bytes);
+    return this;
+  }
+
+  #noteName(lower: string, value: string): void {
+    switch (lower) {
+      case "connection":
+        this.#userConnection = true;
+        if (/\bclose\b/i.test(value)) this.closeAfter = true;
+        break;
+      case "content-length":
+      case "transfer-encoding":
+        this.#userLength = true;
+        break;
+      case "date":
+        this.#userDate = true;
+        break;
+      case "content-type":
+        this.#userType = true;
+        break;
+    }
+  }
+
+  #flushExtraText(): void {
+    if (this.#extraText === "") return;
+    (this.#extra ??= []).push(encoder.encode(this.#extraText));
+    this.#extraText = "";
+  }
+
+  end(body?: string | Uint8Array): void {
+    if (this.#finished) throw new Error("The response has already ended");
+    if (this.#streaming !== 0) {
+      if (body !== undefined) this.write(body);
+      this.#finished = true;
+      if (this.#streaming === 1 && !this.isHead) this.conn.output(this, CHUNK_END);
+      this.conn.responseDone(this);
+      return;
+    }
+    this.#finished = true;
+    let bytes: Uint8Array;
+    if (body === undefined) {
+      bytes = EMPTY;
+    } else if (typeof body === "string") {
+      bodyScratch.clear();
+      bodyScratch.text(body);
+      bytes = bodyScratch.view();
+    } else {
+      bytes = body;
+    }
+    const out = scratch;
+    out.clear();
+    this.#writeHead(out, bytes.byteLength, false);
+    if (!this.isHead && !isBodiless(this.status) && bytes.byteLength > 0) {
+      if (bytes.byteLength <= 16 * 1024) {
+        out.put(bytes);
+      } else {
+        this.conn.output(this, out.view());
+        out.clear();
+        this.conn.output(this, bytes);
+      }
+    }
+    if (out.length > 0) this.conn.output(this, out.view());
+    this.conn.responseDone(this);
+  }
+
+  write(chunk: string | Uint8Array): boolean {
+    if (this.#finished) throw new Error("Cannot write after end()");
+    const bytes = typeof chunk === "string" ? encoder.encode(chunk) : chunk;
+    if (!this.#headersSent) {
+      const out = scratch;
+      out.clear();
+      this.#writeHead(out, -1, true);
+      this.conn.output(this, out.view());
+    }
+    if (bytes.byteLength === 0 || this.isHead) return this.conn.writable;
+    if (this.#streaming === 1) {
+      const out = scratch;
+      out.clear();
+      out.hex(bytes.byteLength);
+      out.crlf();
+      if (bytes.byteLength <= 4096) {
+        out.put(bytes);
+        out.crlf();
+        this.conn.output(this, out.view());
+      } else {
+        this.conn.output(this, out.view());
+        this.conn.output(this, bytes);
+        this.conn.output(this, CRLF);
+      }
+    } else {
+      this.conn.output(this, bytes);
+    }
+    return this.conn.writable;
+  }
+
+  onDrain(fn: () => void): void {
+    (this.#drainFns ??= []).push(fn);
+  }
+
+  onAbort(fn: () => void): void {
+    (this.#abortFns ??= []).push(fn);
+  }
+
+  /** The connection drained: run the `onDrain` callbacks. */
+  drained(): void {
+    const fns = this.#drainFns;
+    if (fns === null) return;
+    this.#drainFns = null;
+    for (const fn of fns) fn();
+  }
+
+  /** The connection closed before the response was complete. */
+  aborted(): void {
+    const fns = this.#abortFns;
+    this.#abortFns = null;
+    this.#drainFns = null;
+    if (fns !== null) { for (const fn of fns) fn(); }
+  }
+
+  get wantsDrain(): boolean {
+    return this.#drainFns !== null;
+  }
+
+  /**
+   * Writes the status line and headers into `out`: `length` ≥ 0 is a known
+   * body length (`Content-Length`); `streaming` picks chunked (HTTP/1.1) or
+   * close-delimited (HTTP/1.0) framing unless the handler framed it itself.
+   */
+  #writeHead(out: OutBuffer, length: number, streaming: boolean): void {
+    this.#headersSent = true;
+    const minor = this.head.versionMinor;
+    const status = this.status;
+    out.put(statusLine(status, minor));
+    if (!this.#userDate) out.put(dateHeader());
+    this.#flushExtraText();
+    const extra = this.#extra;
+    if (extra !== null) { for (let i = 0; i < extra.length; i++) out.put(extra[i]); }
+    if (streaming) this.#streaming = this.#userLength ? 3 : minor === 1 ? 1 : 2;
+    if (!this.#userLength && !isBodiless(status)) {
+      if (this.#streaming === 1) out.put(H_CHUNKED);
+      else if (this.#streaming === 2) this.closeAfter = true;
+      else {
+        out.put(H_CONTENT_LENGTH);
+        out.decimal(length);
+        out.crlf();
+      }
+    }
+    if (this.conn.shuttingDown) this.closeAfter = true;
+    if (!this.#userConnection) {
+      if (this.closeAfter) out.put(H_CLOSE);
+      else if (minor === 0) out.put(H_KEEP_ALIVE);
+    }
+    out.crlf();
+  }
+
+  /** A complete response for an engine-made error (`preset`). */
+  static render(status: number, minor: number, reason: string, close: boolean): Uint8Array {
+    const body = `${reason || reasonPhrase(status)}\n`;
+    const out = new OutBuffer(256 + body.length * 3);
+    out.put(statusLine(status, minor));
+    out.put(dateHeader());
+    out.put(H_TEXT);
+    out.put(H_CONTENT_LENGTH);
+    out.decimal(encoder.encode(body).byteLength);
+    out.crlf();
+    if (close) out.put(H_CLOSE);
+    out.crlf();
+    out.text(body);
+    return out.view().slice();
+  }
+}
+
+const CRLF = encoder.encode("\r\n");
+const bodyScratch = new OutBuffer(4096);
+
+/** The default `onError`: the request line and the error, once. */
+function logHandlerError(error: unknown, request?: HttpRequest): void {
+  const where = request ? `the handler of ${request.method} ${request.url} failed:` : "server error:";
+  console.error(`fdloop http: ${where}`, error);
+}
+
+/** Statuses whose responses never carry a body (RFC 9110 §6.4.1). */
+function isBodiless(status: number): boolean {
+  return status < 200 || status === 204 || status === 304;
+}
+
+/** The state of one HTTP connection: its parser, its queue of exchanges and its deadline. */
+class HttpConnection implements ParserHandler {
+  readonly server: Engine;
+  readonly conn: Connection;
+  readonly parser: RequestParser;
+  /** Exchanges in arrival order; [0] is the one whose response is being written. */
+  readonly queue: Exchange[] = [];
+  /** The exchange whose request the parser is reading (head seen, not complete). */
+  #parsing: Exchange | null = null;
+  #corked = false;
+  /** When the current deadline passes, on the reactor's clock (Infinity: none). */
+  deadline = Infinity;
+  deadlineKind = D_NONE;
+  /** No more requests are served (the client asked, an error, a shutdown). */
+  #closing = false;
+  /** FIN sent; reading and discarding until the client closes or the linger deadline. */
+  #lingering = false;
+  #lingered = 0;
+  #paused = false;
+  #remote: { address: string; port: number } | null | undefined = undefined;
+  shuttingDown = false;
+
+  constructor(server: Engine, conn: Connection) {
+    this.server = server;
+    this.conn = conn;
+    this.parser = new RequestParser(this, server.limits);
+    conn.on("data", (chunk) => this.#onData(chunk));
+    conn.on("end", () => this.#onEnd());
+    conn.on("drain", () => this.#onDrain());
+    // A reset or vanished client ends only its own connection: there is nobody to tell.
+    conn.on("error", () => {});
+    conn.on("close", () => this.#onClose());
+    this.setDeadline(D_HEADER, server.headerTimeout);
+  }
+
+  /** Whether the connection's write queue is below its high-water mark. */
+  get writable(): boolean {
+    return this.conn.bufferedAmount < 64 * 1024;
+  }
+
+  remoteAddress(): { address: string; port: number } | null {
+    if (this.#remote === undefined) {
+      const a = this.conn.destroyed ? undefined : this.conn.remoteAddress;
+      this.#remote = a === undefined || a.family === "unix" ? null : { address: a.address, port: a.port };
+    }
+    return this.#remote;
+  }
+
+  setDeadline(kind: number, ms: number): void {
+    this.deadlineKind = kind;
+    this.deadline = ms > 0 && Number.isFinite(ms) ? this.server.reactor.time() + ms : Infinity;
+  }
+
+  // ------------------------------------------------------------ reading
+
+  #onData(chunk: Uint8Array): void {
+    if (this.#lingering) {
+      this.#lingered += chunk.byteLength;
+      if (this.#lingered > this.server.lingerBytes) this.conn.destroy();
+      return;
+    }
+    let status = 0;
+    this.#corked = true;
+    try {
+      status = this.parser.execute(chunk);
+    } catch (err) {
+      // A body callback of the handler threw: the parser's state is lost with it.
+      this.server.reportError(err, this.#parsing ?? undefined);
+      this.conn.destroy();
+      return;
+    } finally {
+      this.#corked = false;
+      this.#uncork();
+    }
+    if (status !== 0) {
+      this.#reject(status, this.parser.errorReason);
+      return;
+    }
+    // A new head began in this read: the whole header section must arrive before its deadline.
+    if (this.parser.inHead && this.deadlineKind !== D_HEADER) this.setDeadline(D_HEADER, this.server.headerTimeout);
+    if (this.queue.length >= this.server.maxPipelined && !this.#paused) {
+      this.#paused = true;
+      this.conn.pause();
+    }
+  }
+
+  onHead(head: RequestHead): void {
+    const ex = new Exchange(this, head);
+    this.queue.push(ex);
+    this.#parsing = ex;
+    if (ex.hasBody) this.setDeadline(D_BODY, this.server.bodyTimeout);
+    else this.setDeadline(D_NONE, Infinity);
+    if (this.#closing) {
+      // After `Connection: close`, an error or a shutdown, later pipelined requests are not served.
+      ex.preset = EMPTY;
+      return;
+    }
+    this.server.dispatch(ex);
+    // Keep the head's bytes past this read if anything may still look at it.
+    if (!ex.finished || ex.hasBody) head.detach();
+  }
+
+  onBody(chunk: Uint8Array): void {
+    this.#parsing?.deliverBody(chunk);
+  }
+
+  onComplete(): void {
+    const ex = this.#parsing;
+    this.#parsing = null;
+    if (ex === null) return;
+    if (this.deadlineKind === D_BODY) this.setDeadline(D_NONE, Infinity);
+    ex.completeRequest();
+    if (this.queue[0] === ex) this.#advance();
+  }
+
+  /** The client half-closed: answer what is in flight, then close. */
+  #onEnd(): void {
+    if (this.#lingering) return;
+    this.#closing = true;
+    if (this.#parsing !== null) {
+      // A request cut short: it will never complete. Its response (if any) is abandoned.
+      const ex = this.#parsing;
+      this.#parsing = null;
+      ex.requestComplete = true;
+      ex.preset = EMPTY;
+      if (!ex.finished) ex.aborted();
+    }
+    this.#advance();
+  }
+
+  #onDrain(): void {
+    if (this.#paused && this.queue.length < this.server.maxPipelined) {
+      this.#paused = false;
+      this.conn.resume();
+    }
+    const front = this.queue[0];
+    if (front !== undefined && front.wantsDrain) front.drained();
+  }
+
+  #onClose(): void {
+    this.server.connectionClosed(this);
+    for (const ex of this.queue.splice(0)) if (!ex.finished) ex.aborted();
+  }
+
+  // ------------------------------------------------------------ writing
+
+  /** Sends `100 Continue` for `ex` if the client asked for it, it is `ex`'s turn, and nothing final was sent. */
+  sendContinue(ex: Exchange): void {
+    if (!ex.head.expectContinue || ex.continueSent || ex.requestComplete || ex.headersSent) return;
+    if (this.queue[0] !== ex) return; // sent from #advance when its turn comes
+    ex.continueSent = true;
+    this.#send(CONTINUE);
+  }
+
+  /** Output of `ex`: written now if it is its turn, else kept until it is. */
+  output(ex: Exchange, bytes: Uint8Array): void {
+    if (this.conn.destroyed) return;
+    if (this.queue[0] === ex) this.#send(bytes);
+    else (ex.pending ??= []).push(bytes.slice());
+  }
+
+  #send(bytes: Uint8Array): void {
+    if (this.#corked) {
+      cork.put(bytes);
+      if (cork.length >= 64 * 1024) this.#uncork();
+    } else if (!this.conn.destroyed && !this.conn.writableEnded) {
+      this.conn.write(bytes);
+    }
+  }
+
+  /** Writes what the responses of this read put in the cork buffer, in one `send`. */
+  #uncork(): void {
+    if (cork.length === 0) return;
+    const view = cork.view();
+    cork.clear();
+    if (!this.conn.destroyed && !this.conn.writableEnded) this.conn.write(view); // it copies what it cannot send now
+  }
+
+  /** `ex` ended its response. */
+  responseDone(ex: Exchange): void {
+    if (this.queue[0] !== ex) return; // its output waits in ex.pending; #advance writes it
+    if (!ex.requestComplete) {
+      // Answered before the whole body arrived. A client waiting for 100 Continue
+      // will not send the body: close. Otherwise read on and discard the rest.
+      if (ex.head.expectContinue && !ex.continueSent) ex.closeAfter = true;
+      if (ex.closeAfter) this.#finishAndClose();
+      return;
+    }
+    this.#advance();
+  }
+
+  /** Retires finished exchanges from the front, writing what the next ones kept, and sets the idle deadline. */
+  #advance(): void {
+    const q = this.queue;
+    while (q.length > 0) {
+      const ex = q[0];
+      if (ex.preset !== null) {
+        q.shift();
+        if (ex.preset.byteLength > 0) {
+          this.#send(ex.preset);
+          this.#finishAndClose();
+          return;
+        }
+        continue;
+      }
+      if (!ex.finished || !ex.requestComplete) return;
+      q.shift();
+      if (ex.closeAfter) {
+        this.#finishAndClose();
+        return;
+      }
+      const next = q[0];
+      if (next === undefined || next.preset !== null) continue;
+      if (next.pending !== null) {
+        const pending = next.pending;
+        next.pending = null;
+        for (const b of pending) this.#send(b);
+      } else if (next.wantsContinue) {
+        this.sendContinue(next);
+      }
+      if (next.finished && !next.requestComplete && next.closeAfter) {
+        this.#finishAndClose();
+        return;
+      }
+    }
+    if (this.#paused && q.length < this.server.maxPipelined) {
+      this.#paused = false;
+      this.conn.resume();
+    }
+    if (this.#closing) this.#finishAndClose();
+    else if (this.parser.idle) this.setDeadline(D_IDLE, this.server.idleTimeout);
+  }
+
+  /** Sends what is queued, then FIN, then reads and discards for a bounded time (a lingering close, as nginx does). */
+  #finishAndClose(): void {
+    if (this.#lingering) return;
+    this.#closing = true;
+    this.#lingering = true;
+    this.#uncork();
+    for (const ex of this.queue.splice(0)) if (!ex.finished) ex.aborted();
+    if (this.conn.destroyed) return;
+    if (this.#paused) {
+      this.#paused = false;
+      this.conn.resume();
+    }
+    this.conn.end();
+    this.setDeadline(D_LINGER, this.server.lingerTimeout);
+  }
+
+  /** A request the parser refused (or a timeout): answer `status` after the responses before it, then close. */
+  #reject(status: number, reason: string): void {
+    const bytes = Exchange.render(status, 1, reason, true);
+    const broken = this.#parsing;
+    this.#parsing = null;
+    if (broken !== null) {
+      // Its body went wrong: whatever its handler does now cannot be sent.
+      broken.requestComplete = true;
+      if (broken.headersSent) {
+        this.#finishAndClose();
+        return;
+      }
+      broken.preset = EMPTY;
+      if (!broken.finished) broken.aborted();
+    }
+    this.#closing = true;
+    const err = new Exchange(this, EMPTY_HEAD);
+    err.preset = bytes;
+    err.requestComplete = true;
+    this.queue.push(err);
+    this.#advance();
+  }
+
+  /** The sweep found the deadline passed. */
+  expire(): void {
+    const kind = this.deadlineKind;
+    this.setDeadline(D_NONE, Infinity);
+    if (kind === D_HEADER && this.parser.idle && this.queue.length === 0) {
+      this.conn.destroy(); // nothing of a request arrived: close quietly
+    } else if (kind === D_HEADER || kind === D_BODY) {
+      this.#reject(408, kind === D_HEADER ? "Request header timeout" : "Request body timeout");
+    } else if (kind === D_IDLE || kind === D_LINGER) {
+      this.conn.destroy();
+    }
+  }
+
+  /** Graceful shutdown: close now if idle, else after what is in flight. */
+  shutdown(): void {
+    this.shuttingDown = true;
+    this.#closing = true;
+    if (this.queue.length === 0 && this.parser.idle) this.conn.destroy();
+  }
+}
+
+/** What the connections of one server share: options, the handler, the deadline sweep, shutdown. */
+class Engine {
+  /** The reactor serving it. */
+  readonly reactor: Reactor;
+  /** The listening socket. */
+  readonly listener: Server;
+  /** Parser limits. */
+  readonly limits: ParserLimits;
+  readonly headerTimeout: number;
+  readonly bodyTimeout: number;
+  readonly idleTimeout: number;
+  readonly lingerTimeout: number;
+  readonly lingerBytes: number;
+  readonly maxPipelined: number;
+  readonly #handler: HttpHandler;
+  readonly #onError: (error: unknown, request?: HttpRequest) => void;
+  readonly #connections = new Set<HttpConnection>();
+  readonly #sweep: { cancel(): void };
+  #shutdown: Promise<void> | null = null;
+  #finishedResolve!: () => void;
+  /** Resolves once the server is shut down and every connection is closed. */
+  readonly finished: Promise<void>;
+
+  constructor(options: HttpServerOptions, handler: HttpHandler) {
+    this.#handler = handler;
+    this.limits = {
+      maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_LIMITS.maxHeaderBytes,
+      maxUriBytes: options.maxUriBytes ?? DEFAULT_LIMITS.maxUriBytes,
+      maxBodyBytes: options.maxBodyBytes ?? DEFAULT_LIMITS.maxBodyBytes,
+      maxHeaders: options.maxHeaders ?? DEFAULT_LIMITS.maxHeaders,
+    };
+    this.headerTimeout = options.headerTimeout ?? 20_000;
+    this.bodyTimeout = options.bodyTimeout ?? 60_000;
+    this.idleTimeout = options.idleTimeout ?? 5_000;
+    this.lingerTimeout = options.lingerTimeout ?? 2_000;
+    this.lingerBytes = options.lingerBytes ?? 1024 * 1024;
+    this.maxPipelined = options.maxPipelined ?? 64;
+    const listenOptions: ListenOptions = options.path !== undefined
+      ? { path: options.path, backlog: options.backlog, reactor: options.reactor, allowHalfOpen: true }
+      : {
+        allowHalfOpen: true, // a client that half-closes after its request still gets the response
+        host: options.host ?? "127.0.0.1",
+        port: options.port ?? 8000,
+        backlog: options.backlog,
+        reusePort: options.reusePort,
+        reactor: options.reactor,
+      };
+    this.listener = listen(listenOptions, (conn) => this.#accept(conn));
+    this.reactor = this.listener.reactor;
+    this.#onError = options.onError ?? logHandlerError;
+    this.listener.on("error", (err) => this.#onError(err));
+    const shortest = Math.min(this.headerTimeout, this.bodyTimeout, this.idleTimeout, this.lingerTimeout);
+    const every = Math.min(1000, Math.max(5, Math.floor(shortest / 4)));
+    this.#sweep = this.reactor.callEvery(every, () => this.#sweepDeadlines());
+    this.finished = new Promise((resolve) => this.#finishedResolve = resolve);
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  #accept(conn: Connection): void {
+    if (this.#shutdown !== null) {
+      conn.destroy();
+      return;
+    }
+    conn.setNoDelay(true);
+    this.#connections.add(new HttpConnection(this, conn));
+  }
+
+  /** Runs the handler for `ex`; a throw becomes a 500. */
+  dispatch(ex: Exchange): void {
+    try {
+      this.#handler(ex, ex);
+    } catch (err) {
+      this.handlerFailed(ex, err);
+    }
+  }
+
+  /** Passes an error to `onError` (the hook's own failure goes to the reactor). */
+  reportError(err: unknown, request?: HttpRequest): void {
+    try {
+      this.#onError(err, request);
+    } catch (hookError) {
+      this.reactor.reportError(hookError, { source: "transport" });
+    }
+  }
+
+  /** A handler threw or rejected: log once, answer 500 if nothing was sent, else drop the connection. */
+  handlerFailed(ex: Exchange, err: unknown): void {
+    this.reportError(err, ex);
+    if (ex.finished) return;
+    if (ex.headersSent) {
+      ex.conn.conn.destroy(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    ex.status = 500;
+    if (!ex.requestComplete) ex.closeAfter = true;
+    ex.end("Internal Server Error\n");
+  }
+
+  /** */
+  connectionClosed(c: HttpConnection): void {
+    this.#connections.delete(c);
+    this.#maybeFinished();
+  }
+
+  #sweepDeadlines(): void {
+    const now = this.reactor.time();
+    for (const c of this.#connections) if (c.deadline <= now) c.expire();
+  }
+
+  /**
+   * Graceful shutdown: stops accepting, closes idle keep-alive connections at
+   * once, lets requests in flight finish, and after `timeoutMs` (default
+   * 10 000) closes whatever is left. Resolves with `finished`.
+   */
+  shutdown(timeoutMs = 10_000): Promise<void> {
+    if (this.#shutdown !== null) return this.#shutdown;
+    void this.listener.close();
+    for (const c of [...this.#connections]) c.shutdown();
+    const force = this.reactor.callLater(timeoutMs, () => {
+      for (const c of [...this.#connections]) c.conn.destroy();
+    });
+    this.#shutdown = this.finished.then(() => force.cancel());
+    this.#maybeFinished();
+    return this.#shutdown;
+  }
+
+  #maybeFinished(): void {
+    if (this.#shutdown === null || this.#connections.size > 0) return;
+    this.#sweep.cancel();
+    this.#finishedResolve();
+  }
+}
+
+/**
+ * An HTTP/1.1 server on the reactor. Made by {@linkcode listenHttp} (raw
+ * handlers) or `serve()` (fetch handlers).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { listenHttp } from "@fdloop/fdloop/http";
+ * import { Reactor } from "@fdloop/fdloop/reactor";
+ * const reactor = new Reactor();
+ * const server = listenHttp({ port: 0, reactor }, (req, res) => {
+ *   res.setHeader("content-type", "text/plain");
+ *   res.end(`you asked for ${req.path}`);
+ * });
+ * assert.ok(server.port > 0);
+ * await server.shutdown();
+ * reactor.close();
+ * ```
+ */
+export class HttpServer {
+  readonly #engine: Engine;
+
+  /** Prefer {@linkcode listenHttp}. */
+  constructor(options: HttpServerOptions, handler: HttpHandler) {
+    this.#engine = new Engine(options, handler);
+  }
+
+  /** The reactor serving it. */
+  get reactor(): Reactor {
+    return this.#engine.reactor;
+  }
+
+  /** The bound address (with the real port when 0 was asked). */
+  get address(): SocketAddress {
+    return this.#engine.listener.address;
+  }
+
+  /** The bound port (0 for a Unix socket). */
+  get port(): number {
+    return this.#engine.listener.port;
+  }
+
+  /** Connections open now. */
+  get connectionCount(): number {
+    return this.#engine.connectionCount;
+  }
+
+  /** Resolves once the server is shut down and every connection is closed. */
+  get finished(): Promise<void> {
+    return this.#engine.finished;
+  }
+
+  /**
+   * Graceful shutdown: stops accepting, closes idle keep-alive connections at
+   * once, lets requests in flight finish, and after `timeoutMs` (default
+   * 10 000) closes whatever is left. Resolves with {@linkcode HttpServer.finished}.
+   */
+  shutdown(timeoutMs?: number): Promise<void> {
+    return this.#engine.shutdown(timeoutMs);
+  }
+}
+
+/**
+ * Serves HTTP/1.1 with a raw handler: the request is read lazily from the
+ * parsed bytes, the response written from strings or prepared bytes, now or
+ * later (from a timer, another connection's callback…).
+ *
+ * A handler that never answers leaves its client waiting (and, with
+ * keep-alive, the requests pipelined behind it): that is the handler's bug;
+ * the server only bounds reading, not answering.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { listenHttp, PreparedHeaders } from "@fdloop/fdloop/http";
+ * import { Reactor } from "@fdloop/fdloop/reactor";
+ * const reactor = new Reactor();
+ * const plain = new PreparedHeaders({ "content-type": "text/plain" });
+ * const server = listenHttp({ port: 0, reactor }, (req, res) => {
+ *   if (req.path === "/") res.setHeaders(plain).end("Hello, World!");
+ *   else if (req.path === "/later") reactor.callLater(10, () => res.end("later"));
+ *   else {
+ *     res.status = 404;
+ *     res.end("not found");
+ *   }
+ * });
+ * const done = (async () => {
+ *   const r = await fetch(`http://127.0.0.1:${server.port}/`);
+ *   assert.equal(await r.text(), "Hello, World!");
+ *   await server.shutdown();
+ *   reactor.stop();
+ * })();
+ * await reactor.run();
+ * await done;
+ * reactor.close();
+ * ```
+ */
+export function listenHttp(options: HttpServerOptions, handler: HttpHandler): HttpServer {
+  return new HttpServer(options, handler);
+}

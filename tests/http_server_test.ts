@@ -1,0 +1,242 @@
+/**
+ * The HTTP/1.1 server engine (`listenHttp`) over real sockets: rejections and
+ * their lingering close, pipelining order, splits, chunked uploads, 100-continue,
+ * HEAD, keep-alive rules, timeouts and graceful shutdown, on every backend.
+ */
+
+import assert from "node:assert/strict";
+import type { HttpHandler } from "../http/mod.ts";
+import type { BackendName, Reactor } from "../reactor/mod.ts";
+import { BACKENDS } from "./_helpers.ts";
+import { fetchText, httpTest, parseResponses, rawRequest } from "./_http.ts";
+
+const H = "Host: t\r\n";
+
+/** The routes of the tests: /, /sleep?ms=N (a reactor timer), /echo (the body back), /stream, /throw. */
+function routes({ reactor }: { reactor: Reactor }): HttpHandler {
+  return (req, res) => {
+    switch (req.path) {
+      case "/":
+        res.end("Hello, World!");
+        return;
+      case "/sleep": {
+        const ms = Number(new URLSearchParams(req.query).get("ms") ?? "0");
+        reactor.callLater(ms, () => res.end(`slept ${ms}`));
+        return;
+      }
+      case "/echo":
+        req.readAll((body) => res.end(body));
+        return;
+      case "/stream":
+        res.write("one,");
+        reactor.callLater(5, () => {
+          res.write("two,");
+          res.end("three");
+        });
+        return;
+      case "/throw":
+        throw new Error("handler failure on purpose");
+      default:
+        res.status = 404;
+        res.end("not found");
+    }
+  };
+}
+
+/** Rejections: raw bytes → status, and the connection closes after the response. */
+const REJECTIONS: [string, string, number][] = [
+  ["a malformed request line", "GET /\r\n\r\n", 400],
+  ["a bare LF ending a header line", `GET / HTTP/1.1\r\nHost: t\n\r\n`, 400],
+  ["whitespace before the colon", `GET / HTTP/1.1\r\n${H}X-A : 1\r\n\r\n`, 400],
+  ["obs-fold", `GET / HTTP/1.1\r\n${H}X-A: 1\r\n 2\r\n\r\n`, 400],
+  ["a NUL in a header value", `GET / HTTP/1.1\r\n${H}X-A: a\0b\r\n\r\n`, 400],
+  [
+    "both Content-Length and Transfer-Encoding",
+    `POST / HTTP/1.1\r\n${H}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n`,
+    400,
+  ],
+  [
+    "differing duplicate Content-Length",
+    `POST / HTTP/1.1\r\n${H}Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd`,
+    400,
+  ],
+  ["a Content-Length with a sign", `POST / HTTP/1.1\r\n${H}Content-Length: +3\r\n\r\nabc`, 400],
+  ["a missing Host in HTTP/1.1", "GET / HTTP/1.1\r\n\r\n", 400],
+  ["a repeated Host", `GET / HTTP/1.1\r\n${H}${H}\r\n`, 400],
+  ["a raw byte >= 0x80 in the target", "GET /\xe9 HTTP/1.1\r\nHost: t\r\n\r\n", 400],
+  ["a chunk size that is not hex", `POST /echo HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\nzz\r\n`, 400],
+  [
+    "whitespace after the chunk size",
+    `POST /echo HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n`,
+    400,
+  ],
+  ["an unsupported HTTP version", "GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505],
+  ["a transfer coding other than chunked", `POST / HTTP/1.1\r\n${H}Transfer-Encoding: gzip\r\n\r\n`, 501],
+  ["a header section over the limit", `GET / HTTP/1.1\r\n${H}X-Big: ${"a".repeat(20_000)}\r\n\r\n`, 431],
+  ["a URI over the limit", `GET /${"a".repeat(9000)} HTTP/1.1\r\n${H}\r\n`, 414],
+  ["a body over the limit", `POST /echo HTTP/1.1\r\n${H}Content-Length: 999999999\r\n\r\n`, 413],
+];
+
+Deno.test("`listenHttp()` rejects malformed and oversized requests with the right status, then closes", async (t) => {
+  await httpTest("epoll", {}, routes, async ({ port }) => {
+    for (const [what, wire, status] of REJECTIONS) {
+      await t.step(`${what}: ${status}`, async () => {
+        const r = await rawRequest(port, wire, { timeoutMs: 3000 });
+        assert.deepEqual(r.statuses, [status], r.text.slice(0, 200));
+        assert.equal(r.closed, true, "the server closed the connection");
+        assert.match(r.text, /Connection: close\r\n/);
+      });
+    }
+  });
+});
+
+Deno.test("an error response reaches a client that is still sending (lingering close, not RST)", async () => {
+  await httpTest("epoll", { maxBodyBytes: 1024 }, routes, async ({ port }) => {
+    // 413 is decided from the head; the client goes on sending 256 KiB of body regardless.
+    const head = `POST /echo HTTP/1.1\r\n${H}Content-Length: 262144\r\n\r\n`;
+    const body = new Uint8Array(256 * 1024).fill(0x61);
+    const pieces: (string | Uint8Array)[] = [head];
+    for (let i = 0; i < body.length; i += 16 * 1024) pieces.push(body.subarray(i, i + 16 * 1024));
+    const r = await rawRequest(port, pieces, { timeoutMs: 5000 });
+    assert.deepEqual(r.statuses, [413]);
+    assert.equal(r.closed, true);
+  });
+});
+
+for (const backend of BACKENDS) {
+  const test = (name: string, fn: (backend: BackendName) => Promise<void>) =>
+    Deno.test(`\`listenHttp()\` (${backend}) ${name}`, () => fn(backend));
+
+  test("answers pipelined requests in order, even when the first handler finishes last", (b) =>
+    httpTest(b, {}, routes, async ({ port }) => {
+      const wire =
+        `GET /sleep?ms=80 HTTP/1.1\r\n${H}\r\nGET / HTTP/1.1\r\n${H}\r\nGET /sleep?ms=1 HTTP/1.1\r\n${H}\r\n` +
+        `GET /nope HTTP/1.1\r\n${H}Connection: close\r\n\r\n`;
+      const r = await rawRequest(port, wire);
+      const res = parseResponses(r.text);
+      assert.deepEqual(res.map((x) => [x.status, x.body]), [
+        [200, "slept 80"],
+        [200, "Hello, World!"],
+        [200, "slept 1"],
+        [404, "not found"],
+      ]);
+      assert.equal(r.closed, true, "Connection: close on the last request closes after its response");
+    }));
+
+  test("answers a request split at every byte boundary", (b) =>
+    httpTest(b, {}, routes, async ({ port }) => {
+      const wire = `POST /echo HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\n\r\n`;
+      // Every split into two writes, with a gap so they arrive as two reads.
+      for (let i = 1; i < wire.length; i += 7) {
+        const r = await rawRequest(port, [wire.slice(0, i), wire.slice(i)], {
+          gapMs: 2,
+          until: (text) => text.includes("abcde"),
+        });
+        assert.equal(parseResponses(r.text)[0]?.body, "abcde", `split at ${i}`);
+      }
+      // And one byte per write.
+      const r = await rawRequest(port, [...wire], { until: (text) => text.includes("abcde") });
+      assert.equal(parseResponses(r.text)[0]?.body, "abcde");
+    }));
+
+  test("echoes a Content-Length body and a chunked upload of 1 MiB", (b) =>
+    httpTest(b, {}, routes, async ({ port }) => {
+      const big = "x".repeat(1 << 20);
+      let res = await fetchText(`http://127.0.0.1:${port}/echo`, { method: "POST", body: big });
+      assert.equal(res.text.length, big.length);
+      const stream = new ReadableStream({
+        start(c) {
+          for (let i = 0; i < 16; i++) c.enqueue(new TextEncoder().encode(String(i).padStart(4, "0")));
+          c.close();
+        },
+      });
+      res = await fetchText(`http://127.0.0.1:${port}/echo`, { method: "POST", body: stream });
+      assert.equal(res.text, Array.from({ length: 16 }, (_, i) => String(i).padStart(4, "0")).join(""));
+    }));
+
+  test("sends 100 Continue when the handler reads the body", (b) =>
+    httpTest(b, {}, routes, async ({ port }) => {
+      const head = `POST /echo HTTP/1.1\r\n${H}Content-Length: 5\r\nExpect: 100-continue\r\n\r\n`;
+      const r = await rawRequest(port, [head], {
+        until: (text) => text.includes("100 Continue"),
+      });
+      assert.match(r.text, /^HTTP\/1\.1 100 Continue\r\n\r\n$/);
+      const full = await rawRequest(port, [head, "hello"], { gapMs: 20, until: (t) => t.includes("hello") });
+      assert.deepEqual(parseResponses(full.text).map((x) => [x.status, x.body]), [[100, ""], [200, "hello"]]);
+    }));
+
+  test("answers HEAD with the headers of GET and no body", (b) =>
+    httpTest(b, {}, routes, async ({ port }) => {
+      const r = await rawRequest(port, `HEAD / HTTP/1.1\r\n${H}\r\nGET / HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+      assert.match(r.text, /^HTTP\/1\.1 200 OK\r\n[^]*Content-Length: 13\r\n\r\nHTTP\/1\.1 200 OK/);
+      assert.ok(r.text.endsWith("\r\n\r\nHello, World!"));
+    }));
+
+  test("keeps HTTP/1.1 alive by default, closes HTTP/1.0 unless asked to keep it", (b) =>
+    httpTest(b, { idleTimeout: 10_000 }, routes, async ({ port }) => {
+      let r = await rawRequest(port, `GET / HTTP/1.1\r\n${H}\r\n`, { timeoutMs: 300 });
+      assert.equal(r.closed, false, "HTTP/1.1 stays open");
+      r = await rawRequest(port, `GET / HTTP/1.0\r\n\r\n`, { timeoutMs: 3000 });
+      assert.equal(r.closed, true, "HTTP/1.0 closes");
+      assert.match(r.text, /^HTTP\/1\.0 200 OK\r\n/);
+      r = await rawRequest(port, `GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n`, { timeoutMs: 300 });
+      assert.equal(r.closed, false, "HTTP/1.0 with keep-alive stays open");
+      assert.match(r.text, /Connection: keep-alive\r\n/);
+    }));
+
+  test("streams a response chunked to HTTP/1.1 and close-delimited to HTTP/1.0", (b) =>
+    httpTest(b, {}, routes, async ({ port }) => {
+      let r = await rawRequest(port, `GET /stream HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+      assert.match(r.text, /Transfer-Encoding: chunked\r\n/);
+      assert.equal(parseResponses(r.text)[0].body, "one,two,three");
+      r = await rawRequest(port, `GET /stream HTTP/1.0\r\n\r\n`);
+      assert.doesNotMatch(r.text, /Transfer-Encoding/);
+      assert.ok(r.text.endsWith("\r\n\r\none,two,three"));
+      assert.equal(r.closed, true);
+    }));
+
+  test("answers 500 for a throwing handler, reports it once, and keeps the connection", (b) =>
+    httpTest(b, {}, routes, async ({ port, handlerErrors }) => {
+      const r = await rawRequest(
+        port,
+        `GET /throw HTTP/1.1\r\n${H}\r\nGET / HTTP/1.1\r\n${H}Connection: close\r\n\r\n`,
+      );
+      assert.deepEqual(parseResponses(r.text).map((x) => x.status), [500, 200]);
+      assert.equal(handlerErrors.length, 1);
+    }));
+
+  test("closes an idle keep-alive connection after idleTimeout", (b) =>
+    httpTest(b, { idleTimeout: 100 }, routes, async ({ port }) => {
+      const r = await rawRequest(port, `GET / HTTP/1.1\r\n${H}\r\n`, { timeoutMs: 3000 });
+      assert.equal(r.closed, true);
+      assert.deepEqual(r.statuses, [200]);
+    }));
+
+  test("cuts off a client that dribbles its header section past headerTimeout (slowloris) with 408", (b) =>
+    httpTest(b, { headerTimeout: 200 }, routes, async ({ port }) => {
+      const lines = ["GET / HTTP/1.1\r\n", ...Array.from({ length: 40 }, (_, i) => `X-${i}: ${i}\r\n`)];
+      const start = performance.now();
+      const r = await rawRequest(port, lines, { gapMs: 25, timeoutMs: 5000 });
+      assert.deepEqual(r.statuses, [408]);
+      assert.equal(r.closed, true);
+      // Each line arrives well within any per-line limit; the whole section's limit stops it.
+      assert.ok(performance.now() - start < 4000);
+    }));
+
+  test("shuts down gracefully: idle connections close at once, a request in flight completes", (b) =>
+    httpTest(b, {}, routes, async ({ port, server }) => {
+      const idle = await Deno.connect({ hostname: "127.0.0.1", port });
+      const inflight = rawRequest(port, `GET /sleep?ms=150 HTTP/1.1\r\n${H}\r\n`, { timeoutMs: 5000 });
+      await new Promise((r) => setTimeout(r, 50));
+      const finished = server.shutdown(5000);
+      const r = await inflight;
+      assert.deepEqual(parseResponses(r.text).map((x) => [x.status, x.body, x.headers.get("connection")]), [
+        [200, "slept 150", "close"],
+      ]);
+      assert.equal(r.closed, true);
+      assert.equal(await idle.read(new Uint8Array(1)), null, "the idle connection was closed");
+      idle.close();
+      await finished;
+      assert.equal(server.connectionCount, 0);
+    }));
+}
