@@ -4,9 +4,18 @@
  * @module
  */
 
-import { close as closeFd, connect as connectFd, OSError, SOCK_STREAM, socket } from "../ffi/mod.ts";
+import {
+  close as closeFd,
+  connect as connectFd,
+  OSError,
+  parseIPv4,
+  parseIPv6,
+  SOCK_STREAM,
+  socket,
+} from "../ffi/mod.ts";
 import type { Reactor } from "../reactor/mod.ts";
-import { endpoint, type HostPort, type UnixPath } from "./address.ts";
+import { endpoint, formatHostPort, type HostPort, type UnixPath } from "./address.ts";
+import { dialHost } from "./dial.ts";
 import { bufferOptions, Connection, type ConnectionOptions } from "./connection.ts";
 import { defaultReactor } from "./default_reactor.ts";
 
@@ -19,12 +28,16 @@ export interface ConnectOptions extends ConnectionOptions {
 }
 
 /**
- * Opens a stream connection to `{ host, port }` (numeric or `localhost`) or
- * `{ path }` (Unix socket). Returns at once; the connection emits `connect`
- * when established, or `error` (`ECONNREFUSED`, `ETIMEDOUT`, …) then `close`.
+ * Opens a stream connection to `{ host, port }` or `{ path }` (Unix socket).
+ * Returns at once; the connection emits `connect` when established, or
+ * `error` (`ECONNREFUSED`, `ETIMEDOUT`, `EAI_NONAME` …) then `close`.
  * Writes made before `connect` are queued.
  *
- * @throws {TypeError} for a host name that would need DNS, or a bad port/path.
+ * A host name (anything but a numeric address or `localhost`) is resolved
+ * with `getaddrinfo` off the JS thread, and its addresses are tried in turn
+ * until one accepts; `timeout` covers the lookup and every attempt.
+ *
+ * @throws {TypeError} for a bad port or path.
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -40,6 +53,7 @@ export interface ConnectOptions extends ConnectionOptions {
  */
 export function connect(target: (HostPort | UnixPath) & ConnectOptions): Connection {
   const reactor = target.reactor ?? defaultReactor();
+  if (!("path" in target) && target.host !== undefined && isName(target.host)) return connectByName(target, reactor);
   const ep = endpoint(target);
   const fd = socket(ep.family, SOCK_STREAM);
   let failure: Error | undefined;
@@ -67,4 +81,27 @@ export function connect(target: (HostPort | UnixPath) & ConnectOptions): Connect
   }
   if (failure) conn.destroy(failure);
   return conn;
+}
+
+/** A host that is neither numeric nor `localhost` (which is always 127.0.0.1, without a lookup). */
+function isName(host: string): boolean {
+  if (host === "localhost") return false;
+  const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  return parseIPv4(bare) === null && parseIPv6(bare) === null;
+}
+
+/** A connection whose socket comes from resolving the name and dialling its addresses in turn. */
+function connectByName(target: HostPort & ConnectOptions, reactor: Reactor): Connection {
+  const host = target.host!;
+  if (!Number.isInteger(target.port) || target.port < 0 || target.port > 65535) {
+    throw new TypeError(`Port must be an integer from 0 to 65535, got ${target.port}`);
+  }
+  return new Connection(reactor, -1, {
+    ...bufferOptions(target),
+    connecting: {
+      target: formatHostPort(host, target.port),
+      timeout: target.timeout,
+      socket: dialHost(reactor, host, target.port),
+    },
+  });
 }

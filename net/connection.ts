@@ -76,6 +76,13 @@ export interface ConnectingOptions {
   target: string;
   /** Give up after this many ms with `ETIMEDOUT`. */
   timeout?: number;
+  /**
+   * For a connection made before it has a socket (pass fd -1): the socket,
+   * connected, once a name is resolved and an address answered. Rejecting
+   * destroys the connection with that error; `cancel()` is called if the
+   * connection is destroyed first.
+   */
+  socket?: { promise: Promise<number>; cancel(): void };
 }
 
 /** Options of `new Connection()`: buffering, and whether the socket is still connecting. */
@@ -129,7 +136,9 @@ export class Connection extends Emitter<ConnectionEvents> {
   readonly reactor: Reactor;
   #fd: number;
   /** The fd this connection had, kept after close to name it in error reports. */
-  readonly #fdForReports: number;
+  #fdForReports: number;
+  /** A socket still being resolved and dialled (see `ConnectingOptions.socket`). */
+  #dialing: { cancel(): void } | null = null;
   #bytesRead = 0;
   #bytesWritten = 0;
   readonly #high: number;
@@ -183,8 +192,12 @@ export class Connection extends Emitter<ConnectionEvents> {
     if (connecting !== undefined) {
       this.#connecting = true;
       this.#target = connecting.target;
-      reactor.addWriter(fd, this.#onWritable);
-      this.#writing = true;
+      if (connecting.socket !== undefined) {
+        this.#awaitSocket(connecting.socket);
+      } else {
+        reactor.addWriter(fd, this.#onWritable);
+        this.#writing = true;
+      }
       if (connecting.timeout !== undefined) this.#armConnectTimeout(connecting.target, connecting.timeout);
     } else {
       this.#startReading();
@@ -383,11 +396,17 @@ export class Connection extends Emitter<ConnectionEvents> {
     this.#tail = this.#spare = null;
     this.#fd = -1;
     connectionCount--;
-    try {
-      closeFd(fd);
-    } catch (err) {
-      // EBADF would be a bug elsewhere; the fd is gone either way, but say so.
-      this.reactor.reportError(err, { source: "transport", fd });
+    if (this.#dialing !== null) {
+      this.#dialing.cancel();
+      this.#dialing = null;
+    }
+    if (fd >= 0) {
+      try {
+        closeFd(fd);
+      } catch (err) {
+        // EBADF would be a bug elsewhere; the fd is gone either way, but say so.
+        this.reactor.reportError(err, { source: "transport", fd });
+      }
     }
     soon(this.reactor, () => {
       if (error) this.emit("error", error);
@@ -494,6 +513,45 @@ export class Connection extends Emitter<ConnectionEvents> {
     });
   }
 
+  /** Waits for the socket of a connection made before it had one; adopts it as connected. */
+  #awaitSocket(socket: { promise: Promise<number>; cancel(): void }): void {
+    this.#dialing = socket;
+    socket.promise.then((fd) => {
+      this.#dialing = null;
+      if (this.#destroyed) {
+        closeFd(fd);
+        return;
+      }
+      this.#fd = this.#fdForReports = fd;
+      this.#connected();
+    }, (err) => {
+      this.#dialing = null;
+      this.destroy(err instanceof Error ? err : new Error(String(err)));
+    });
+  }
+
+  /** The connect completed: start reading, say so, then flush what was queued meanwhile (or the FIN). */
+  #connected(): void {
+    this.#connecting = false;
+    this.#connectTimer?.cancel();
+    this.#connectTimer = null;
+    this.#startReading();
+    this.emit("connect");
+    if (this.#destroyed) return;
+    if (this.#queued > 0) {
+      if (!this.#writing) {
+        this.reactor.addWriter(this.#fd, this.#onWritable);
+        this.#writing = true;
+      }
+      return;
+    }
+    if (this.#writing) {
+      this.reactor.removeWriter(this.#fd);
+      this.#writing = false;
+    }
+    if (this.#ending) this.#shutWrite();
+  }
+
   /** Destroys the connection with `ETIMEDOUT` if the connect to `what` has not completed within `ms`. */
   #armConnectTimeout(what: string, ms: number): void {
     this.#connectTimer = this.reactor.callLater(ms, () => {
@@ -548,18 +606,8 @@ export class Connection extends Emitter<ConnectionEvents> {
         this.destroy(osError(err, "connect", `Cannot connect to ${this.#target ?? `fd ${this.#fd}`}`));
         return;
       }
-      this.#connecting = false;
-      this.#connectTimer?.cancel();
-      this.#connectTimer = null;
-      this.#startReading();
-      this.emit("connect");
-      if (this.#destroyed) return;
-      if (this.#queued === 0) {
-        this.reactor.removeWriter(this.#fd);
-        this.#writing = false;
-        if (this.#ending) this.#shutWrite();
-        return;
-      }
+      this.#connected();
+      if (this.#destroyed || this.#queued === 0) return;
     }
     this.#flush();
   }

@@ -1,0 +1,115 @@
+/**
+ * Dialling a host name: resolve it with `getaddrinfo` (off the JS thread),
+ * then try each address in the order the resolver gave (RFC 6724), moving
+ * to the next when one refuses, until one connects.
+ *
+ * @module
+ */
+
+import {
+  close as closeFd,
+  connect as connectFd,
+  encodeSockaddr,
+  getaddrinfo,
+  OSError,
+  osError,
+  SOCK_STREAM,
+  socket,
+  socketError,
+} from "../ffi/mod.ts";
+import type { Reactor } from "../reactor/mod.ts";
+import { formatHostPort } from "./address.ts";
+
+/** A dial in progress: the connected socket, or the error of the last address tried. */
+export interface Dial {
+  /** Resolves to a connected non-blocking socket. */
+  promise: Promise<number>;
+  /** Stops: closes the socket being tried, and the promise never resolves with it. */
+  cancel(): void;
+}
+
+/**
+ * Resolves `host` and connects to `port` on the first address that accepts.
+ * Errors name the host: `Cannot connect to example.test:80 ([::1]:80): ECONNREFUSED …`,
+ * or the resolver's `GaiError` (`Cannot resolve "nope.invalid": EAI_NONAME …`).
+ */
+export function dialHost(reactor: Reactor, host: string, port: number): Dial {
+  let cancelled = false;
+  let current = -1;
+  const stopTrying = () => {
+    if (current >= 0) {
+      reactor.removeWriter(current);
+      closeFd(current);
+      current = -1;
+    }
+  };
+  const promise = (async () => {
+    const addresses = await getaddrinfo(host);
+    let last: Error = new OSError(0, "getaddrinfo", `Cannot resolve ${JSON.stringify(host)}`, "no address");
+    for (const addr of addresses) {
+      if (cancelled) break;
+      const what = `${formatHostPort(host, port)} (${formatHostPort(addr.address, port)})`;
+      try {
+        const fd = await attempt(reactor, addr.address, port, what, (fd) => current = fd);
+        current = -1;
+        if (cancelled) {
+          closeFd(fd);
+          break;
+        }
+        return fd;
+      } catch (err) {
+        current = -1;
+        if (!(err instanceof OSError)) throw err;
+        last = err;
+      }
+    }
+    if (cancelled) throw new Error("The connection was closed while connecting");
+    throw last;
+  })();
+  promise.catch(() => {}); // the connection observes it; never an unhandled rejection
+  return {
+    promise,
+    cancel() {
+      cancelled = true;
+      stopTrying();
+    },
+  };
+}
+
+/** One non-blocking connect to `address:port`: resolves with the socket once connected. */
+function attempt(
+  reactor: Reactor,
+  address: string,
+  port: number,
+  what: string,
+  started: (fd: number) => void,
+): Promise<number> {
+  const sa = encodeSockaddr({ host: address, port });
+  const fd = socket(sa.family, SOCK_STREAM);
+  try {
+    if (connectFd(fd, sa.buf, sa.len, what)) return Promise.resolve(fd);
+  } catch (err) {
+    closeFd(fd);
+    return Promise.reject(err);
+  }
+  started(fd);
+  return new Promise<number>((resolve, reject) => {
+    reactor.addWriter(fd, () => {
+      reactor.removeWriter(fd);
+      let err: number;
+      try {
+        err = socketError(fd);
+      } catch (e) {
+        closeFd(fd);
+        reject(e);
+        return;
+      }
+      if (err === 0) {
+        resolve(fd);
+      } else {
+        closeFd(fd);
+        reject(osError(err, "connect", `Cannot connect to ${what}`));
+      }
+    });
+  });
+}
