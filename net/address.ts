@@ -24,8 +24,9 @@ export interface UnixPath {
 
 /**
  * Turns a host into a numeric address. Numeric IPv4/IPv6 pass through;
- * `localhost` is 127.0.0.1. Anything else is refused at once — fdloop does
- * not resolve names yet, and never hangs trying.
+ * `localhost` is 127.0.0.1. Anything else is refused at once: this is the
+ * synchronous path of `listen()`, `bindUdp()` and `send()`, which never wait
+ * on a resolver (`connect()` resolves names itself, off the JS thread).
  *
  * @throws {TypeError} for a name that would need DNS.
  * @example
@@ -42,7 +43,9 @@ export function resolveHost(host: string): string {
   const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
   if (parseIPv6(bare)) return bare;
   throw new TypeError(
-    `Cannot use host ${JSON.stringify(host)}: name resolution is not supported yet; use a numeric address or localhost`,
+    `Cannot use host ${
+      JSON.stringify(host)
+    } here: a numeric address or localhost is needed (connect() resolves names; bind and sendto do not)`,
   );
 }
 
