@@ -36,3 +36,4 @@ export {
   listenHttp,
 } from "./server.ts";
 export { serve, type ServeHandler, type ServeHandlerInfo, type ServeOptions, type ServeServer } from "./serve.ts";
+export { HttpClient, type HttpClientOptions, request, type RequestOptions } from "./client.ts";

@@ -8,6 +8,7 @@
  */
 
 import { defaultReactor } from "../net/mod.ts";
+import { holdRunning } from "../net/default_reactor.ts";
 import type { Reactor } from "../reactor/mod.ts";
 import { type HttpRequest, type HttpResponse, HttpServer, type HttpServerOptions } from "./server.ts";
 
@@ -102,15 +103,10 @@ export function serve(a: ServeHandler | ServeOptions, b?: ServeHandler): ServeSe
   );
   const addr = { hostname, port: server.port, transport: "tcp" as const };
   (options.onListen ?? ((a) => console.log(`Listening on http://${a.hostname}:${a.port}/`)))(addr);
-  let running: Promise<void> | undefined;
-  if (ownReactor && !reactor.running) running = reactor.run();
+  const release = ownReactor ? holdRunning(reactor) : () => {};
   const shutdown = async () => {
     await server.shutdown();
-    if (running !== undefined) {
-      reactor.stop();
-      await running;
-      running = undefined;
-    }
+    release();
   };
   options.signal?.addEventListener("abort", () => void shutdown(), { once: true });
   return {

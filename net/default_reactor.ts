@@ -43,3 +43,48 @@ export function soon(reactor: Reactor, fn: () => void): void {
 export function defaultReactor(): Reactor {
   return shared ??= new Reactor();
 }
+
+interface Hold {
+  count: number;
+  running: Promise<void> | null;
+}
+const holds = new WeakMap<Reactor, Hold>();
+
+/**
+ * Keeps `reactor` running (its cooperative `run()`) while at least one hold
+ * is taken, for APIs that work without the caller running a loop (`serve()`,
+ * the HTTP client, like `Deno.serve` and `fetch`). If the reactor was
+ * already running (the caller runs it), holding does nothing more. The
+ * returned function releases the hold (once); when the last is released the
+ * loop the holds started is stopped, so the process can exit.
+ */
+export function holdRunning(reactor: Reactor): () => void {
+  let h = holds.get(reactor);
+  if (h === undefined) holds.set(reactor, h = { count: 0, running: null });
+  const hold = h;
+  hold.count++;
+  if (hold.running === null && !reactor.running) startRun(reactor, hold);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    hold.count--;
+    if (hold.count === 0 && hold.running !== null) {
+      // On the loop's next turn, so a hold taken meanwhile (a request right after another) keeps it going.
+      reactor.callSoon(() => {
+        if (hold.count === 0) reactor.stop();
+      });
+    }
+  };
+}
+
+function startRun(reactor: Reactor, hold: Hold): void {
+  hold.running = reactor.run().then(() => {
+    hold.running = null;
+    // Taken again while the loop was stopping: run on.
+    if (hold.count > 0 && !reactor.closed) startRun(reactor, hold);
+  }, (err) => {
+    hold.running = null;
+    reactor.reportError(err, { source: "callSoon" });
+  });
+}

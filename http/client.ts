@@ -1,0 +1,585 @@
+/**
+ * The HTTP/1.1 client: `request(url, init)` returns a web `Response` with a
+ * streaming body, over connections from a keep-alive pool per host and port,
+ * on the reactor. Many requests are in flight at once on one thread.
+ *
+ * @module
+ */
+
+import { connect, type Connection, defaultReactor } from "../net/mod.ts";
+import { holdRunning } from "../net/default_reactor.ts";
+import type { Reactor } from "../reactor/mod.ts";
+import { checkHeader } from "./response.ts";
+
+const encoder = new TextEncoder();
+const latin1 = new TextDecoder("latin1");
+
+/** Options of {@linkcode request}. */
+export interface RequestOptions {
+  /** `GET` (default), `POST`, … */
+  method?: string;
+  /** Request headers. `Host`, `Content-Length` and `Transfer-Encoding` are set for you. */
+  headers?: HeadersInit;
+  /** The body: bytes, a string (UTF-8) or a stream (sent chunked). */
+  body?: Uint8Array | ArrayBuffer | string | ReadableStream<Uint8Array> | null;
+  /** Aborts the request (and the response body) with the signal's reason. */
+  signal?: AbortSignal;
+  /** Give up connecting after this many ms (`ETIMEDOUT`; default 10 000). */
+  connectTimeout?: number;
+  /** Give up on the whole exchange, body included, after this many ms (a `TimeoutError`; default none). */
+  timeout?: number;
+  /** The client (connection pool) to use (default: one shared per reactor). */
+  client?: HttpClient;
+}
+
+/** Options of {@linkcode HttpClient}. */
+export interface HttpClientOptions {
+  /** The reactor (default: the process-wide default reactor, run for you while requests are in flight). */
+  reactor?: Reactor;
+  /** Most connections per host and port, in use or idle (default 16); more requests wait their turn. */
+  maxConnectionsPerHost?: number;
+  /** Idle keep-alive connections are closed after this many ms (default 4 000, below common server idle timeouts). */
+  idleTimeout?: number;
+  /** Largest response head in bytes (default 64 KiB). */
+  maxHeaderBytes?: number;
+}
+
+/** A connection of the pool and what it is doing. */
+interface PooledConnection {
+  conn: Connection;
+  key: string;
+  /** The exchange using it, or null when idle. */
+  active: ClientExchange | null;
+  idleTimer: { cancel(): void } | null;
+  /** Requests served: a reused connection that fails before answering is retried once on a fresh one. */
+  served: number;
+}
+
+interface HostPool {
+  idle: PooledConnection[];
+  count: number;
+  waiting: (() => void)[];
+}
+
+/**
+ * A keep-alive connection pool and the requests made through it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { HttpClient, listenHttp } from "@fdloop/fdloop/http";
+ * import { Reactor } from "@fdloop/fdloop/reactor";
+ * const reactor = new Reactor();
+ * const server = listenHttp({ port: 0, reactor }, (req, res) => res.end(req.path));
+ * const client = new HttpClient({ reactor, maxConnectionsPerHost: 2 });
+ * const work = (async () => {
+ *   const all = await Promise.all([1, 2, 3].map((i) => client.request(`http://127.0.0.1:${server.port}/${i}`)));
+ *   assert.deepEqual(await Promise.all(all.map((r) => r.text())), ["/1", "/2", "/3"]);
+ *   client.close();
+ *   await server.shutdown();
+ *   reactor.stop();
+ * })();
+ * await reactor.run();
+ * await work;
+ * reactor.close();
+ * ```
+ */
+export class HttpClient {
+  /** The reactor the connections live on. */
+  readonly reactor: Reactor;
+  readonly #ownLoop: boolean;
+  readonly #max: number;
+  readonly #idleMs: number;
+  /** @ignore */
+  readonly maxHeaderBytes: number;
+  readonly #pools = new Map<string, HostPool>();
+
+  /** Makes a pool; close it with {@linkcode HttpClient.close}. */
+  constructor(options: HttpClientOptions = {}) {
+    this.#ownLoop = options.reactor === undefined;
+    this.reactor = options.reactor ?? defaultReactor();
+    this.#max = options.maxConnectionsPerHost ?? 16;
+    this.#idleMs = options.idleTimeout ?? 4000;
+    this.maxHeaderBytes = options.maxHeaderBytes ?? 64 * 1024;
+  }
+
+  /** Connections open now (in use and idle). */
+  get connectionCount(): number {
+    let n = 0;
+    for (const p of this.#pools.values()) n += p.count;
+    return n;
+  }
+
+  /**
+   * Sends a request and resolves with the response once its head arrives;
+   * the body streams after. See {@linkcode request}.
+   */
+  async request(url: string | URL, options: RequestOptions = {}): Promise<Response> {
+    const target = url instanceof URL ? url : new URL(url);
+    if (target.protocol === "https:") {
+      throw new TypeError(`Cannot fetch ${target.href}: https is not supported (fdloop has no TLS yet)`);
+    }
+    if (target.protocol !== "http:") throw new TypeError(`Cannot fetch ${target.href}: only http: URLs are supported`);
+    options.signal?.throwIfAborted();
+    const release = this.#ownLoop ? holdRunning(this.reactor) : () => {};
+    const ex = new ClientExchange(this, target, options, release);
+    return await ex.start();
+  }
+
+  /** Closes every idle connection; connections in use close when their exchange ends. */
+  close(): void {
+    for (const pool of this.#pools.values()) {
+      for (const pc of pool.idle.splice(0)) {
+        pc.idleTimer?.cancel();
+        pc.conn.destroy();
+      }
+    }
+  }
+
+  /** @ignore A connection for `key`: an idle one, a new one, or (at the cap) the next one released. */
+  async acquire(host: string, port: number, connectTimeout: number, signal?: AbortSignal): Promise<PooledConnection> {
+    const key = `${host}:${port}`;
+    let pool = this.#pools.get(key);
+    if (pool === undefined) this.#pools.set(key, pool = { idle: [], count: 0, waiting: [] });
+    for (;;) {
+      signal?.throwIfAborted();
+      const idle = pool.idle.pop();
+      if (idle !== undefined) {
+        idle.idleTimer?.cancel();
+        idle.idleTimer = null;
+        if (!idle.conn.destroyed && !idle.conn.readableEnded) return idle;
+        continue; // closed by the server while idle: it already left the count
+      }
+      if (pool.count < this.#max) {
+        pool.count++;
+        const conn = connect({ host, port, timeout: connectTimeout, reactor: this.reactor });
+        const pc: PooledConnection = { conn, key, active: null, idleTimer: null, served: 0 };
+        conn.on("close", (err) => this.#closed(pc, err));
+        conn.on("error", () => {}); // passed on by "close" to the exchange using it
+        return pc;
+      }
+      await new Promise<void>((resolve) => pool!.waiting.push(resolve));
+    }
+  }
+
+  /** @ignore The exchange on `pc` is over: keep the connection for the next request, or close it. */
+  release(pc: PooledConnection, reusable: boolean): void {
+    pc.active = null;
+    pc.served++;
+    const pool = this.#pools.get(pc.key)!;
+    if (!reusable || pc.conn.destroyed) {
+      pc.conn.destroy();
+      return; // #closed wakes a waiter
+    }
+    pc.idleTimer = this.reactor.callLater(this.#idleMs, () => pc.conn.destroy());
+    pool.idle.push(pc);
+    pool.waiting.shift()?.();
+  }
+
+  #closed(pc: PooledConnection, error?: Error): void {
+    pc.idleTimer?.cancel();
+    const pool = this.#pools.get(pc.key)!;
+    pool.count--;
+    const i = pool.idle.indexOf(pc);
+    if (i >= 0) pool.idle.splice(i, 1);
+    pc.active?.connectionClosed(error);
+    pool.waiting.shift()?.();
+  }
+}
+
+// Response parser states.
+const R_HEAD = 0;
+const R_BODY = 1; // Content-Length
+const R_CLOSE = 2; // until the server closes
+const R_CHUNK_SIZE = 3;
+const R_CHUNK_DATA = 4;
+const R_CHUNK_DATA_END = 5;
+const R_TRAILERS = 6;
+const R_DONE = 7;
+
+/** One request on one pooled connection, and the parsing of its response. */
+class ClientExchange {
+  readonly #client: HttpClient;
+  readonly #url: URL;
+  readonly #options: RequestOptions;
+  readonly #release: () => void;
+  #pc: PooledConnection | null = null;
+  #resolve!: (r: Response) => void;
+  #reject!: (e: unknown) => void;
+  #settledHead = false;
+  #finished = false;
+  #controller: ReadableStreamDefaultController<Uint8Array> | null = null;
+  #state = R_HEAD;
+  #head = new Uint8Array(0);
+  #remaining = 0;
+  #keepAlive = true;
+  #status = 0;
+  #isHead: boolean;
+  #timer: { cancel(): void } | null = null;
+  #retried = false;
+  #gotBytes = false;
+  #requestSent = false;
+  readonly #onAbort = () => this.#fail(this.#options.signal?.reason ?? new DOMException("Aborted", "AbortError"));
+
+  constructor(client: HttpClient, url: URL, options: RequestOptions, release: () => void) {
+    this.#client = client;
+    this.#url = url;
+    this.#options = options;
+    this.#release = release;
+    this.#isHead = (options.method ?? "GET").toUpperCase() === "HEAD";
+  }
+
+  start(): Promise<Response> {
+    const promise = new Promise<Response>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    const { signal, timeout } = this.#options;
+    signal?.addEventListener("abort", this.#onAbort, { once: true });
+    if (timeout !== undefined) {
+      this.#timer = this.#client.reactor.callLater(timeout, () => {
+        this.#fail(new DOMException(`The request to ${this.#url.href} timed out after ${timeout} ms`, "TimeoutError"));
+      });
+    }
+    void this.#begin();
+    return promise;
+  }
+
+  async #begin(): Promise<void> {
+    const url = this.#url;
+    const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
+    const port = url.port === "" ? 80 : Number(url.port);
+    let pc: PooledConnection;
+    try {
+      pc = await this.#client.acquire(host, port, this.#options.connectTimeout ?? 10_000, this.#options.signal);
+    } catch (err) {
+      this.#fail(err);
+      return;
+    }
+    if (this.#finished) {
+      this.#client.release(pc, !pc.conn.connecting && !pc.conn.destroyed);
+      return;
+    }
+    this.#pc = pc;
+    pc.active = this;
+    this.#state = R_HEAD;
+    this.#head = new Uint8Array(0);
+    this.#gotBytes = false;
+    pc.conn.on("data", this.#onData);
+    pc.conn.on("end", this.#onEnd);
+    try {
+      await this.#send(pc.conn);
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  /** Writes the request head and body (a stream is sent chunked, waiting for `drain`). */
+  async #send(conn: Connection): Promise<void> {
+    const o = this.#options;
+    const method = (o.method ?? "GET").toUpperCase();
+    const url = this.#url;
+    let head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n`;
+    let hasUserAccept = false;
+    new Headers(o.headers).forEach((value, name) => {
+      checkHeader(name, value);
+      if (name === "host" || name === "content-length" || name === "transfer-encoding") return;
+      if (name === "accept") hasUserAccept = true;
+      head += `${name}: ${value}\r\n`;
+    });
+    if (!hasUserAccept) head += "accept: */*\r\n";
+    const body = o.body ?? null;
+    if (body instanceof ReadableStream) {
+      conn.write(`${head}transfer-encoding: chunked\r\n\r\n`);
+      const reader = body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (this.#finished) {
+          void reader.cancel();
+          return;
+        }
+        if (done) break;
+        if (value.byteLength === 0) continue;
+        const ok = conn.write(`${value.byteLength.toString(16)}\r\n`) && conn.write(value) && conn.write("\r\n");
+        if (!ok) await new Promise<void>((resolve) => conn.once("drain", resolve));
+      }
+      conn.write("0\r\n\r\n");
+    } else {
+      const bytes = body === null
+        ? null
+        : typeof body === "string"
+        ? encoder.encode(body)
+        : body instanceof ArrayBuffer
+        ? new Uint8Array(body)
+        : body;
+      if (bytes !== null || method === "POST" || method === "PUT" || method === "PATCH") {
+        head += `content-length: ${bytes?.byteLength ?? 0}\r\n`;
+      }
+      conn.write(`${head}\r\n`);
+      if (bytes !== null && bytes.byteLength > 0) conn.write(bytes);
+    }
+    this.#requestSent = true;
+  }
+
+  readonly #onData = (chunk: Uint8Array): void => {
+    this.#gotBytes = true;
+    try {
+      this.#parse(chunk);
+    } catch (err) {
+      this.#fail(err);
+    }
+  };
+
+  readonly #onEnd = (): void => {
+    if (this.#state === R_CLOSE) {
+      this.#complete(false);
+    } else if (!this.#finished) {
+      this.connectionClosed();
+    }
+  };
+
+  /** The connection closed under this exchange (with the error that closed it, if any). */
+  connectionClosed(error?: Error): void {
+    if (this.#finished) return;
+    if (this.#state === R_CLOSE) {
+      this.#complete(false);
+      return;
+    }
+    const pc = this.#pc;
+    // A reused connection the server closed before answering: try once more on a fresh one.
+    if (
+      pc !== null && pc.served > 0 && !this.#gotBytes && !this.#retried &&
+      !(this.#options.body instanceof ReadableStream)
+    ) {
+      this.#retried = true;
+      this.#detach();
+      this.#client.release(pc, false);
+      void this.#begin();
+      return;
+    }
+    this.#fail(error ?? new Error(`The connection to ${this.#url.host} closed before the response was complete`));
+  }
+
+  #parse(chunk: Uint8Array): void {
+    let p = 0;
+    while (p < chunk.length && !this.#finished) {
+      switch (this.#state) {
+        case R_HEAD: {
+          const joined = this.#head.length === 0 ? chunk.subarray(p) : concat(this.#head, chunk.subarray(p));
+          const end = findHeadEnd(joined);
+          if (end < 0) {
+            if (joined.length > this.#client.maxHeaderBytes) throw new Error("The response head is too large");
+            this.#head = joined.slice();
+            return;
+          }
+          const consumed = end - this.#head.length;
+          this.#head = new Uint8Array(0);
+          p += consumed;
+          this.#onHead(latin1.decode(joined.subarray(0, end - 4)));
+          break;
+        }
+        case R_BODY: {
+          const n = Math.min(this.#remaining, chunk.length - p);
+          this.#deliver(chunk.subarray(p, p + n));
+          p += n;
+          this.#remaining -= n;
+          if (this.#remaining === 0) this.#complete(this.#keepAlive);
+          break;
+        }
+        case R_CLOSE:
+          this.#deliver(chunk.subarray(p));
+          return;
+        case R_CHUNK_SIZE:
+        case R_TRAILERS:
+        case R_CHUNK_DATA_END: {
+          const joined = this.#head.length === 0 ? chunk.subarray(p) : concat(this.#head, chunk.subarray(p));
+          const nl = joined.indexOf(10);
+          if (nl < 0) {
+            if (joined.length > 4096) throw new Error("A chunk line of the response is too long");
+            this.#head = joined.slice();
+            return;
+          }
+          p += nl + 1 - this.#head.length;
+          this.#head = new Uint8Array(0);
+          const line = latin1.decode(joined.subarray(0, nl)).replace(/\r$/, "");
+          this.#chunkLine(line);
+          break;
+        }
+        case R_CHUNK_DATA: {
+          const n = Math.min(this.#remaining, chunk.length - p);
+          this.#deliver(chunk.subarray(p, p + n));
+          p += n;
+          this.#remaining -= n;
+          if (this.#remaining === 0) this.#state = R_CHUNK_DATA_END;
+          break;
+        }
+        default:
+          return; // R_DONE: bytes after the response on a connection we close anyway
+      }
+    }
+  }
+
+  #chunkLine(line: string): void {
+    if (this.#state === R_CHUNK_DATA_END) {
+      if (line !== "") throw new Error("A chunk of the response does not end with CRLF");
+      this.#state = R_CHUNK_SIZE;
+    } else if (this.#state === R_CHUNK_SIZE) {
+      const hex = line.split(";")[0].trim();
+      if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) throw new Error(`Bad chunk size in the response: ${JSON.stringify(line)}`);
+      const size = parseInt(hex, 16);
+      if (size === 0) this.#state = R_TRAILERS;
+      else {
+        this.#remaining = size;
+        this.#state = R_CHUNK_DATA;
+      }
+    } else if (line === "") {
+      this.#complete(this.#keepAlive); // end of trailers
+    }
+  }
+
+  #onHead(text: string): void {
+    const lines = text.split("\r\n");
+    const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]);
+    if (m === null) throw new Error(`Bad status line in the response: ${JSON.stringify(lines[0].slice(0, 100))}`);
+    const status = Number(m[2]);
+    const headers = new Headers();
+    for (let i = 1; i < lines.length; i++) {
+      const colon = lines[i].indexOf(":");
+      if (colon <= 0) throw new Error(`Bad header line in the response: ${JSON.stringify(lines[i].slice(0, 100))}`);
+      headers.append(lines[i].slice(0, colon).trim(), lines[i].slice(colon + 1).trim());
+    }
+    if (status >= 100 && status < 200) return; // interim (100 Continue): the real head follows
+    this.#status = status;
+    const connection = headers.get("connection")?.toLowerCase() ?? "";
+    this.#keepAlive = m[1] === "1" ? !connection.includes("close") : connection.includes("keep-alive");
+    const te = headers.get("transfer-encoding");
+    const cl = headers.get("content-length");
+    const bodiless = this.#isHead || status === 204 || status === 304;
+    let body: ReadableStream<Uint8Array> | null = null;
+    if (!bodiless) {
+      body = new ReadableStream<Uint8Array>({
+        start: (c) => {
+          this.#controller = c;
+        },
+        pull: () => {
+          if (this.#pc?.conn.isPaused) this.#pc.conn.resume();
+        },
+        cancel: () => this.#fail(new DOMException("The response body was cancelled", "AbortError"), true),
+      }, { highWaterMark: 4 });
+    }
+    this.#settledHead = true;
+    this.#resolve(new Response(body, { status, statusText: m[3] ?? "", headers }));
+    if (bodiless) {
+      this.#complete(this.#keepAlive);
+    } else if (te !== null) {
+      if (te.toLowerCase() !== "chunked") throw new Error(`Unsupported transfer coding in the response: ${te}`);
+      this.#state = R_CHUNK_SIZE;
+    } else if (cl !== null) {
+      if (!/^\d{1,15}$/.test(cl)) throw new Error(`Bad Content-Length in the response: ${cl}`);
+      this.#remaining = Number(cl);
+      this.#state = R_BODY;
+      if (this.#remaining === 0) this.#complete(this.#keepAlive);
+    } else {
+      this.#state = R_CLOSE;
+      this.#keepAlive = false;
+    }
+  }
+
+  #deliver(bytes: Uint8Array): void {
+    const c = this.#controller;
+    if (c === null || bytes.byteLength === 0) return;
+    c.enqueue(bytes.slice());
+    if ((c.desiredSize ?? 1) <= 0) this.#pc?.conn.pause();
+  }
+
+  /** The response is complete: close the body, give the connection back (or close it). */
+  #complete(reusable: boolean): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#state = R_DONE;
+    try {
+      this.#controller?.close();
+    } catch { /* cancelled by the reader */ }
+    this.#cleanup(reusable && this.#requestSent);
+  }
+
+  /** Fails the exchange: rejects the response promise, or errors its body stream. */
+  #fail(err: unknown, cancelled = false): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    if (!this.#settledHead) this.#reject(err);
+    else if (!cancelled) {
+      try {
+        this.#controller?.error(err);
+      } catch { /* already closed */ }
+    }
+    this.#cleanup(false);
+  }
+
+  #detach(): void {
+    const pc = this.#pc;
+    if (pc === null) return;
+    pc.conn.off("data", this.#onData);
+    pc.conn.off("end", this.#onEnd);
+    if (pc.conn.isPaused && !pc.conn.destroyed) pc.conn.resume();
+    this.#pc = null;
+  }
+
+  #cleanup(reusable: boolean): void {
+    this.#timer?.cancel();
+    this.#options.signal?.removeEventListener("abort", this.#onAbort);
+    const pc = this.#pc;
+    this.#detach();
+    if (pc !== null) this.#client.release(pc, reusable);
+    this.#release();
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** The index just past the blank line ending a head, or -1. */
+function findHeadEnd(b: Uint8Array): number {
+  for (let i = b.indexOf(10); i >= 0 && i + 2 < b.length + 1; i = b.indexOf(10, i + 1)) {
+    if (b[i + 1] === 13 && b[i + 2] === 10) return i + 3;
+    if (b[i + 1] === 10) return i + 2;
+  }
+  return -1;
+}
+
+const sharedClients = new WeakMap<Reactor, HttpClient>();
+
+/**
+ * Sends an HTTP/1.1 request over the reactor and resolves with a web
+ * `Response` (status, headers, streaming body) once the response head
+ * arrives, like `fetch` for `http:` URLs. Host names are resolved off the
+ * JS thread; connections are kept alive in a pool per host and port.
+ *
+ * Without a `client` option the requests share one {@linkcode HttpClient}
+ * on the default reactor, which runs for as long as requests are in flight.
+ *
+ * @throws {TypeError} for an `https:` URL (no TLS yet) or another scheme.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { request, serve } from "@fdloop/fdloop/http";
+ * const server = serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, () => new Response("pong"));
+ * const res = await request(`http://127.0.0.1:${server.addr.port}/ping`);
+ * assert.equal(res.status, 200);
+ * assert.equal(await res.text(), "pong");
+ * await server.shutdown();
+ * ```
+ */
+export function request(url: string | URL, options: RequestOptions = {}): Promise<Response> {
+  let client = options.client;
+  if (client === undefined) {
+    const reactor = defaultReactor();
+    client = sharedClients.get(reactor);
+    if (client === undefined) sharedClients.set(reactor, client = new HttpClient());
+  }
+  return client.request(url, options);
+}
