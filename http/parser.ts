@@ -15,6 +15,22 @@
  * never both `Content-Length` and `Transfer-Encoding`, `chunked` as the only transfer coding. Each rejection
  * carries the status to answer with (400, 413, 414, 431, 501 or 505) and a short reason.
  *
+ * Where RFC 9110/9112 leave the choice to the server:
+ * - `Content-Length` repeated in several lines with the same value is accepted (as Go does); a list in one line
+ *   (`5, 5`) is not plain digits: 400. Plain digits above 2^53 - 1 are over any body limit: 413.
+ * - `Transfer-Encoding`: exactly one `chunked` (any case) is accepted; `chunked` twice (in one list or two lines) or
+ *   an empty list element is a 400; any other coding (`gzip`, `gzip, chunked`, `chunked;q=1`) is a 501. In an
+ *   HTTP/1.0 request it is a 400.
+ * - `Host`: required once in HTTP/1.1, never repeated (400); it may be empty (RFC 9112 §3.2); its bytes must be
+ *   those of an RFC 3986 host and port (letters, digits, `-._~!$&'()*+,;=:[]%`).
+ * - Targets: origin-form (`/…`), absolute-form (`scheme:…`), authority-form (any target for CONNECT) and
+ *   asterisk-form (`*`, OPTIONS only); visible ASCII only. `Expect: 100-continue` is ignored in HTTP/1.0.
+ * - Up to 4 empty lines before a request line are skipped (RFC 9112 §2.2); a fifth is a 400.
+ * - Trailers are validated like header lines and dropped; they count toward `maxHeaders` and, with the head,
+ *   toward `maxHeaderBytes` (431). Chunk extensions may total `maxHeaderBytes` per message, past that 413.
+ * - Header values decode as ISO-8859-1 (one char per byte), as `Headers` does.
+ * - After a CONNECT or an `Upgrade`, the bytes are no longer HTTP: the server stops feeding the parser.
+ *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -57,8 +73,6 @@ const DEL = 0x7f;
 
 /** tchar (RFC 9110 §5.6.2): 1 for the bytes of a token. */
 const TCHAR = new Uint8Array(256);
-/** field-vchar / SP / HTAB (RFC 9110 §5.5): 1 for the bytes allowed in a field value. */
-const FIELD = new Uint8Array(256);
 /** qdtext (RFC 9110 §5.6.4): 1 for the bytes allowed unescaped in a quoted-string. */
 const QDTEXT = new Uint8Array(256);
 /** Bytes of a Host value: RFC 3986 reg-name / IP-literal / IPv4 plus ":" port. */
@@ -79,9 +93,9 @@ const LOWER = new Uint8Array(256);
   }
   for (const ch of "!#$%&'*+-.^_`|~") TCHAR[ch.charCodeAt(0)] = 1;
   for (const ch of "-._~!$&'()*+,;=:[]%") HOST[ch.charCodeAt(0)] = 1;
-  FIELD[HTAB] = QDTEXT[HTAB] = 1;
-  for (let c = 0x20; c < 0x7f; c++) FIELD[c] = QDTEXT[c] = 1;
-  for (let c = 0x80; c < 0x100; c++) FIELD[c] = QDTEXT[c] = 1;
+  QDTEXT[HTAB] = 1;
+  for (let c = 0x20; c < 0x7f; c++) QDTEXT[c] = 1;
+  for (let c = 0x80; c < 0x100; c++) QDTEXT[c] = 1;
   QDTEXT[DQUOTE] = QDTEXT[BACKSLASH] = 0;
   for (let c = 0; c < 10; c++) HEX[0x30 + c] = c;
   for (let c = 0; c < 6; c++) HEX[0x41 + c] = HEX[0x61 + c] = 10 + c;
@@ -126,6 +140,41 @@ function latin1(b: Uint8Array, s: number, e: number): string {
   return r;
 }
 
+const CACHE_SLOTS = 256; // a power of two
+const CACHE_MAX = 64;
+
+/**
+ * Recently decoded short strings (header names and values), looked up by content, shared by all parsers:
+ * keep-alive clients send the same `Host`, `User-Agent` and `Accept` on every request, so a lookup (a hash and a
+ * compare of the bytes) replaces decoding and allocating. Direct-mapped; a collision just decodes again.
+ */
+const stringCache = {
+  bytes: new Uint8Array(CACHE_SLOTS * CACHE_MAX),
+  lens: new Int32Array(CACHE_SLOTS).fill(-1),
+  strs: new Array<string>(CACHE_SLOTS).fill(""),
+};
+
+/** {@linkcode latin1}, through {@linkcode stringCache} for strings of up to CACHE_MAX bytes. */
+function decode(b: Uint8Array, s: number, e: number): string {
+  const n = e - s;
+  if (n > CACHE_MAX || n <= 0) return latin1(b, s, e);
+  let h = n;
+  for (let i = s; i < e; i++) h = (Math.imul(h, 31) + b[i]) | 0;
+  const slot = (h ^ (h >>> 11)) & (CACHE_SLOTS - 1);
+  const base = slot * CACHE_MAX;
+  const cb = stringCache.bytes;
+  if (stringCache.lens[slot] === n) {
+    let i = 0;
+    while (i < n && cb[base + i] === b[s + i]) i++;
+    if (i === n) return stringCache.strs[slot];
+  }
+  const str = latin1(b, s, e);
+  for (let i = 0; i < n; i++) cb[base + i] = b[s + i];
+  stringCache.lens[slot] = n;
+  stringCache.strs[slot] = str;
+  return str;
+}
+
 /** Limits enforced by {@linkcode RequestParser}; each has the status it rejects with. */
 export interface ParserLimits {
   /** The whole head, request line and final CRLF included, in bytes; past it → 431. Trailers count toward it. */
@@ -149,14 +198,20 @@ export const DEFAULT_LIMITS: Readonly<ParserLimits> = Object.freeze({
   maxHeaders: 100,
 });
 
-/** The last decoded request target, shared by the heads of one parser (keep-alive clients repeat targets). */
-class TargetCache {
-  bytes = new Uint8Array(256);
-  len = -1;
-  target = "";
-  path = "";
-  query = "";
-}
+const TARGET_SLOTS = 64; // a power of two
+const TARGET_MAX = 128;
+
+/**
+ * Recently decoded request targets with their path and query, by content, shared by all parsers (clients repeat
+ * targets: a load test asks for `/` a million times). Direct-mapped, like {@linkcode stringCache}.
+ */
+const targetCache = {
+  bytes: new Uint8Array(TARGET_SLOTS * TARGET_MAX),
+  lens: new Int32Array(TARGET_SLOTS).fill(-1),
+  targets: new Array<string>(TARGET_SLOTS).fill(""),
+  paths: new Array<string>(TARGET_SLOTS).fill(""),
+  queries: new Array<string>(TARGET_SLOTS).fill(""),
+};
 
 /**
  * A parsed request head: offsets into {@linkcode RequestHead.bytes}, decoded only on demand.
@@ -201,24 +256,22 @@ export class RequestHead {
   /** The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
   versionMinor: 0 | 1 = 1;
   /** The `Content-Length`, or -1 when absent. */
-  contentLength = -1;
+  contentLength: number = -1;
   /** Whether the body is chunked (`Transfer-Encoding: chunked`). */
-  chunked = false;
+  chunked: boolean = false;
   /**
    * Whether the client wants the connection kept open: HTTP/1.1 unless `Connection` lists `close`, HTTP/1.0 only
    * when `Connection` lists `keep-alive` (and not `close`).
    */
-  keepAlive = true;
+  keepAlive: boolean = true;
   /** Whether an HTTP/1.1 request carries `Expect: 100-continue` (ignored in HTTP/1.0, RFC 9110 §10.1.1). */
-  expectContinue = false;
+  expectContinue: boolean = false;
   /** The number of header fields (trailers excluded). */
-  headerCount = 0;
+  headerCount: number = 0;
 
   // Internal state, written by RequestParser. Offsets are absolute indexes into `bytes`.
   /** @ignore */
   _off: Uint32Array = new Uint32Array(0);
-  /** @ignore */
-  _cache: TargetCache = new TargetCache();
   /** @ignore */
   _start = 0;
   /** @ignore */
@@ -267,13 +320,13 @@ export class RequestHead {
         if (isAscii(b, s, "CONNECT")) return "CONNECT";
         break;
     }
-    return this._method = latin1(b, s, this._methodEnd);
+    return this._method = decode(b, s, this._methodEnd);
   }
 
   /**
    * The request target as sent: origin-form (`/sleep?ms=10`), absolute-form (`http://host/x`), authority-form
-   * (`host:443`, CONNECT) or asterisk-form (`*`, OPTIONS). Decoded once per head; a target equal to the previous
-   * one the parser decoded is returned without decoding.
+   * (`host:443`, CONNECT) or asterisk-form (`*`, OPTIONS). Decoded once per head, and a target decoded recently
+   * (by any parser) comes from a small cache, with no decoding or allocation.
    */
   target(): string {
     if (this._target !== null) return this._target;
@@ -281,15 +334,22 @@ export class RequestHead {
     const s = this._methodEnd + 1;
     const e = this._targetEnd;
     const n = e - s;
-    const cache = this._cache;
-    const cb = cache.bytes;
-    if (n === cache.len) {
-      let i = 0;
-      while (i < n && cb[i] === b[s + i]) i++;
-      if (i === n) {
-        this._path = cache.path;
-        this._query = cache.query;
-        return this._target = cache.target;
+    const tc = targetCache;
+    const cb = tc.bytes;
+    let slot = -1;
+    if (n <= TARGET_MAX) {
+      let h = n;
+      for (let i = s; i < e; i++) h = (Math.imul(h, 31) + b[i]) | 0;
+      slot = (h ^ (h >>> 11)) & (TARGET_SLOTS - 1);
+      const base = slot * TARGET_MAX;
+      if (tc.lens[slot] === n) {
+        let i = 0;
+        while (i < n && cb[base + i] === b[s + i]) i++;
+        if (i === n) {
+          this._path = tc.paths[slot];
+          this._query = tc.queries[slot];
+          return this._target = tc.targets[slot];
+        }
       }
     }
     const t = latin1(b, s, e);
@@ -297,12 +357,13 @@ export class RequestHead {
     while (q < e && b[q] !== QMARK) q++;
     this._path = q === e ? t : t.slice(0, q - s);
     this._query = q === e ? "" : t.slice(q - s + 1);
-    if (n <= cb.length) {
-      for (let i = 0; i < n; i++) cb[i] = b[s + i];
-      cache.len = n;
-      cache.target = t;
-      cache.path = this._path;
-      cache.query = this._query;
+    if (slot >= 0) {
+      const base = slot * TARGET_MAX;
+      for (let i = 0; i < n; i++) cb[base + i] = b[s + i];
+      tc.lens[slot] = n;
+      tc.targets[slot] = t;
+      tc.paths[slot] = this._path;
+      tc.queries[slot] = this._query;
     }
     return this._target = t;
   }
@@ -337,7 +398,7 @@ export class RequestHead {
       let k = 0;
       while (k < n && LOWER[b[s + k]] === name.charCodeAt(k)) k++;
       if (k !== n) continue;
-      const v = latin1(b, off[j + 2], off[j + 3]);
+      const v = decode(b, off[j + 2], off[j + 3]);
       result = result === null ? v : result + ", " + v;
     }
     return result;
@@ -351,7 +412,7 @@ export class RequestHead {
    */
   headerName(i: number): string {
     this.#check(i);
-    return latin1(this.bytes, this._off[i * 4], this._off[i * 4 + 1]);
+    return decode(this.bytes, this._off[i * 4], this._off[i * 4 + 1]);
   }
 
   /**
@@ -362,7 +423,7 @@ export class RequestHead {
    */
   headerValue(i: number): string {
     this.#check(i);
-    return latin1(this.bytes, this._off[i * 4 + 2], this._off[i * 4 + 3]);
+    return decode(this.bytes, this._off[i * 4 + 2], this._off[i * 4 + 3]);
   }
 
   /**
@@ -374,7 +435,7 @@ export class RequestHead {
     const b = this.bytes;
     const off = this._off;
     for (let j = 0, end = this.headerCount * 4; j < end; j += 4) {
-      fn(latin1(b, off[j], off[j + 1]), latin1(b, off[j + 2], off[j + 3]));
+      fn(decode(b, off[j], off[j + 1]), decode(b, off[j + 2], off[j + 3]));
     }
   }
 
@@ -520,7 +581,6 @@ export class RequestParser {
   #minor = 1;
   #head = new RequestHead();
   #off: Uint32Array;
-  #cache = new TargetCache();
   // Head semantics, gathered as fields are recorded.
   #clSeen = false;
   #cl = 0;
@@ -549,6 +609,8 @@ export class RequestParser {
   #fields = 0; // trailers: header fields so far, head included
 
   /**
+   * Creates a parser for one connection.
+   *
    * @param handler Receives the events.
    * @param limits Overrides of {@linkcode DEFAULT_LIMITS}.
    * @throws {RangeError} When a limit is not a positive number.
@@ -565,7 +627,6 @@ export class RequestParser {
     this.#maxHeaders = Math.floor(lim.maxHeaders);
     this.#off = new Uint32Array(4 * Math.min(this.#maxHeaders, 32));
     this.#head._off = this.#off;
-    this.#head._cache = this.#cache;
   }
 
   /** 0, or the status of the error that stopped the parser. */
@@ -801,7 +862,6 @@ export class RequestParser {
     if (this.#head._detached) {
       const head = new RequestHead();
       head._off = this.#off;
-      head._cache = this.#cache;
       this.#head = head;
     }
     this.#head.headerCount = 0;
@@ -913,6 +973,13 @@ export class RequestParser {
         case P_VERSION: {
           const ve = mark + 10; // "HTTP/1.1\r\n"
           const vs = stop < ve ? stop : ve;
+          if (
+            vs === ve && p === mark && b[p] === 0x48 && b[p + 1] === 0x54 && b[p + 2] === 0x54 && b[p + 3] === 0x50 &&
+            b[p + 4] === 0x2f && b[p + 5] === 0x31 && b[p + 6] === 0x2e && b[p + 8] === CR && b[p + 9] === LF &&
+            (b[p + 7] === 0x31 || b[p + 7] === 0x30)
+          ) {
+            p = ve; // the fast path: a whole "HTTP/1.x\r\n"
+          }
           for (; p < vs; p++) {
             c = b[p];
             let ok: boolean;
@@ -1002,7 +1069,8 @@ export class RequestParser {
         }
         // falls through
         case P_VALUE: {
-          while (p < stop && FIELD[b[p]] === 1) p++;
+          // field-vchar / obs-text / SP / HTAB (RFC 9110 §5.5): any byte but CTLs other than HTAB, and DEL.
+          while (p < stop && ((c = b[p]) > 0x1f ? c !== DEL : c === HTAB)) p++;
           if (p === stop) break outer;
           c = b[p];
           if (c !== CR) {
