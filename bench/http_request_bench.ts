@@ -27,10 +27,17 @@ Deno.bench("new Headers() filled from the head", { group: "request" }, () => {
   head.forEachHeader((n, v) => h.append(n, v));
 });
 
-Deno.bench("new Request(url, { method, headers }) (what serve() builds)", { group: "request" }, () => {
+Deno.bench("new Request(url, { method, headers: Headers })", { group: "request" }, () => {
   const h = new Headers();
   head.forEachHeader((n, v) => h.append(n, v));
   const r = new Request(`http://${head.get("host")}${head.target()}`, { method: head.method(), headers: h });
+  if (r.method !== "GET") throw new Error();
+});
+
+Deno.bench("new Request(url, { headers: pairs }) (what serve() builds for a GET)", { group: "request" }, () => {
+  const pairs: [string, string][] = [];
+  head.forEachHeader((n, v) => pairs.push([n, v]));
+  const r = new Request(`http://${head.get("host")}${head.target()}`, { headers: pairs });
   if (r.method !== "GET") throw new Error();
 });
 

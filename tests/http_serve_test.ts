@@ -1,0 +1,178 @@
+/**
+ * `serve()`: the `Deno.serve` shape on fdloop's engine. The same fetch
+ * handler is run by both and must answer the same; the overloads, `onListen`,
+ * `signal`, `onError`, streaming both ways and `info.remoteAddr`.
+ */
+
+import assert from "node:assert/strict";
+import { serve } from "../http/mod.ts";
+import { fetchText } from "./_http.ts";
+
+/** A handler written for Deno.serve, with nothing fdloop-specific in it. */
+const app = async (req: Request, info: { remoteAddr: { hostname: string } }): Promise<Response> => {
+  const url = new URL(req.url);
+  switch (url.pathname) {
+    case "/":
+      return new Response("Hello, World!");
+    case "/json":
+      return Response.json({ code: 200, msg: "success", method: req.method, q: url.searchParams.get("q") });
+    case "/echo":
+      return new Response(await req.arrayBuffer(), { headers: { "x-len": req.headers.get("content-length") ?? "-" } });
+    case "/who":
+      return new Response(info.remoteAddr.hostname);
+    case "/stream": {
+      let i = 0;
+      return new Response(
+        new ReadableStream({
+          pull(c) {
+            if (i === 50) return c.close();
+            c.enqueue(new TextEncoder().encode(`${i++},`));
+          },
+        }),
+        { headers: { "content-type": "text/plain" } },
+      );
+    }
+    case "/status":
+      return new Response(null, { status: 204, headers: { "x-a": "b" } });
+    case "/throw":
+      throw new Error("on purpose");
+    default:
+      return new Response("nope", { status: 404 });
+  }
+};
+
+const CASES: [string, RequestInit?][] = [
+  ["/"],
+  ["/json?q=1"],
+  ["/echo", { method: "POST", body: "x".repeat(70_000) }],
+  ["/who"],
+  ["/stream"],
+  ["/status"],
+  ["/missing"],
+];
+
+async function answers(base: string): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for (const [path, init] of CASES) {
+    const r = await fetchText(base + path, init);
+    out.push([path, r.status, r.text, r.headers.get("content-type"), r.headers.get("x-len"), r.headers.get("x-a")]);
+  }
+  return out;
+}
+
+Deno.test("`serve()` answers a Deno.serve handler exactly as Deno.serve does", async () => {
+  const ours = serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app);
+  const ac = new AbortController();
+  const theirs = Deno.serve({ port: 0, hostname: "127.0.0.1", signal: ac.signal, onListen() {} }, app);
+  try {
+    assert.deepEqual(
+      await answers(`http://127.0.0.1:${ours.addr.port}`),
+      await answers(`http://127.0.0.1:${theirs.addr.port}`),
+    );
+  } finally {
+    await ours.shutdown();
+    ac.abort();
+    await theirs.finished;
+  }
+});
+
+Deno.test("`serve()` overloads: serve(handler), serve(options, handler), serve({ handler }); onListen gets the address", async () => {
+  const seen: { hostname: string; port: number }[] = [];
+  const a = serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    onListen: (addr) => seen.push(addr),
+    handler: () => new Response("a"),
+  });
+  const b = serve({ port: 0, hostname: "127.0.0.1", onListen: (addr) => seen.push(addr) }, () => new Response("b"));
+  try {
+    assert.equal((await fetchText(`http://127.0.0.1:${a.addr.port}/`)).text, "a");
+    assert.equal((await fetchText(`http://127.0.0.1:${b.addr.port}/`)).text, "b");
+    assert.deepEqual(seen.map((x) => x.port), [a.addr.port, b.addr.port]);
+    assert.equal(a.addr.hostname, "127.0.0.1");
+  } finally {
+    await a.shutdown();
+    await b.shutdown();
+  }
+  assert.throws(() => serve({ port: 0 } as never), TypeError);
+});
+
+Deno.test("`serve()` with a signal shuts down when it aborts, and finished resolves", async () => {
+  const ac = new AbortController();
+  const s = serve({ port: 0, hostname: "127.0.0.1", signal: ac.signal, onListen() {} }, () => new Response("x"));
+  assert.equal((await fetchText(`http://127.0.0.1:${s.addr.port}/`)).text, "x");
+  ac.abort();
+  await s.finished;
+  await assert.rejects(fetchText(`http://127.0.0.1:${s.addr.port}/`));
+});
+
+Deno.test("`serve()` onError makes the response for a handler that throws or rejects; the default is a 500", async () => {
+  const errors: unknown[] = [];
+  const custom = serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    onListen() {},
+    onError: (err) => {
+      errors.push(err);
+      return new Response("sorry", { status: 503 });
+    },
+  }, app);
+  const original = console.error;
+  const logged: unknown[] = [];
+  console.error = (...args: unknown[]) => logged.push(args);
+  const plain = serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, async () => {
+    await Promise.resolve();
+    throw new Error("rejected on purpose");
+  });
+  try {
+    const r = await fetchText(`http://127.0.0.1:${custom.addr.port}/throw`);
+    assert.deepEqual([r.status, r.text], [503, "sorry"]);
+    assert.equal(errors.length, 1);
+    const p = await fetchText(`http://127.0.0.1:${plain.addr.port}/`);
+    assert.equal(p.status, 500);
+    assert.equal(logged.length, 1, "the failure is logged once");
+  } finally {
+    console.error = original;
+    await custom.shutdown();
+    await plain.shutdown();
+  }
+});
+
+Deno.test("`serve()` streams a large response with backpressure to a slow reader, intact", async () => {
+  const total = 8 * 1024 * 1024;
+  const chunk = new Uint8Array(64 * 1024).map((_, i) => i & 0xff);
+  const s = serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, () => {
+    let sent = 0;
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (sent >= total) return c.close();
+          c.enqueue(chunk);
+          sent += chunk.length;
+        },
+      }),
+    );
+  });
+  try {
+    const client = Deno.createHttpClient({});
+    try {
+      const res = await fetch(`http://127.0.0.1:${s.addr.port}/`, { client });
+      const reader = res.body!.getReader();
+      let got = 0;
+      let bad = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        for (let i = 0; i < value.length; i++) if (value[i] !== ((got + i) % chunk.length & 0xff)) bad++;
+        got += value.length;
+        if (got < 1024 * 1024) await new Promise((r) => setTimeout(r, 1)); // slow at first
+      }
+      assert.equal(got, total);
+      assert.equal(bad, 0);
+    } finally {
+      client.close();
+    }
+  } finally {
+    await s.shutdown();
+  }
+});
