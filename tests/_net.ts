@@ -15,6 +15,7 @@ import { connect, type Connection, type ConnectOptions, listen, type ListenOptio
 import { bindUdp, type UdpOptions, type UdpSocket } from "../net/mod.ts";
 import { type BackendName, type ErrorContext, Reactor } from "../reactor/mod.ts";
 import { assertNoFdLeak } from "./_helpers.ts";
+import { turns as countTurns } from "./_reactor.ts";
 
 /** What a test body gets. */
 export interface NetContext {
@@ -148,7 +149,23 @@ export async function until(predicate: () => boolean, what: string, timeoutMs = 
   }
 }
 
-/** A `setTimeout` promise; rejects at once if the running test was aborted. */
+/**
+ * Resolves after `n` more iterations of the test's running reactor: the way
+ * to show that an event did *not* come (a second `close`, a removed
+ * listener called) without sleeping and hoping. Each turn queues a
+ * `callSoon` and waits for the loop to run it (see `_reactor.ts`); rejects at
+ * once if the running test was aborted.
+ */
+export function turns(reactor: Reactor, n = 3, timeoutMs = 5000): Promise<void> {
+  return countTurns(reactor, n, timeoutMs, current.signal);
+}
+
+/**
+ * A `setTimeout` promise; rejects at once if the running test was aborted.
+ * For pacing only (a client that sends now and then): never to wait for
+ * something to happen (use {@linkcode until}) or to show that it did not
+ * (use {@linkcode turns}).
+ */
 export async function sleep(ms: number): Promise<void> {
   if (current.signal.aborted) throw abortedError();
   await new Promise((resolve) => setTimeout(resolve, ms));

@@ -497,6 +497,9 @@ async function feedStdin(child: Example, backendArgs: string[]): Promise<void> {
     // A character split across two writes, then a last line without a newline.
     const e = encoder.encode("é");
     await writer.write(e.subarray(0, 1));
+    // Kept as a sleep: it gives the child time to read the first byte alone, which cannot be
+    // observed from here. Nothing is proven by it: if both writes arrive together the test
+    // still passes, it just does not exercise the split.
     await new Promise((r) => setTimeout(r, 20));
     await writer.write(new Uint8Array([...e.subarray(1), ...encoder.encode("\nlast line, no newline")]));
   } finally {

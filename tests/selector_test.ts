@@ -77,8 +77,6 @@ function withSelector(
     });
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /** Registers the steps every backend must pass, plus the backend-specific ones. */
 async function selectorSuite(t: Deno.TestContext, backend: BackendName): Promise<void> {
   const step = (name: string, fn: (sel: Selector<string>, fds: FdScope) => void | Promise<void>) =>
@@ -316,6 +314,8 @@ async function selectorSuite(t: Deno.TestContext, backend: BackendName): Promise
       const elapsed = performance.now() - t0;
       assert.equal(n, 0);
       assert.ok(elapsed >= 199, `returned after ${elapsed.toFixed(2)} ms`);
+      // setInterval(10) ticks about 20 times in 200 ms; 3 is enough to show the thread was free,
+      // and leaves room for a loaded machine that delays Deno's timers.
       assert.ok(ticks >= 3, `only ${ticks} timer ticks during a 200 ms selectAsync()`);
     } finally {
       clearInterval(timer);
@@ -377,10 +377,12 @@ async function selectorSuite(t: Deno.TestContext, backend: BackendName): Promise
     fn: withSelector(backend, async (sel, fds) => {
       const [a, aw] = fds.pipe();
       sel.register(a, EVENT_READ, "old");
-      const pending = sel.selectAsync(1000);
-      await sleep(20);
+      // Ready before the wait starts, so the wait returns on its thread as soon as it runs.
       write(aw, ONE);
+      const pending = sel.selectAsync(1000);
       // Keep the JS thread busy so the wait returns on its thread before the swap below is seen by JS.
+      // Not a race the test can lose: should the wait start only after the swap (a starved thread),
+      // it sees the empty successor and times out, and the assertion below holds all the same.
       const spinUntil = performance.now() + 100;
       while (performance.now() < spinUntil) { /* spin */ }
       sel.unregister(a);
