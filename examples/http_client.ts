@@ -28,6 +28,7 @@ import {
   write,
 } from "../ffi/mod.ts";
 import { Reactor } from "../reactor/mod.ts";
+import { backendFlag } from "./_cli.ts";
 
 const USAGE = `Usage: deno run --allow-ffi examples/http_client.ts URL... [--count N]
 
@@ -37,13 +38,14 @@ both wall times and the speed-up.
 
 Options:
   --count <n>               Fetch each URL this many times (default: 1)
+  --backend <backend>       Selector of the reactor client: epoll, poll or select (default: auto)
   --help                    Show this help`;
 
 let args;
 try {
   args = parseArgs({
     args: Deno.args,
-    options: { count: { type: "string", default: "1" }, help: { type: "boolean" } },
+    options: { count: { type: "string", default: "1" }, backend: { type: "string" }, help: { type: "boolean" } },
     allowPositionals: true,
     strict: true,
   });
@@ -55,6 +57,7 @@ if (args.values.help) {
   console.log(USAGE);
   Deno.exit(0);
 }
+const backend = backendFlag(args.values.backend ?? "");
 const count = Number(args.values.count);
 if (!Number.isInteger(count) || count < 1) {
   console.error(`--count must be a positive integer, got ${JSON.stringify(args.values.count)}\n\n${USAGE}`);
@@ -74,7 +77,7 @@ try {
 
 /** All requests at once on one thread: the reactor interleaves them. */
 async function concurrent(): Promise<number[]> {
-  const reactor = new Reactor();
+  const reactor = new Reactor({ backend });
   const client = new HttpClient({ reactor });
   const running = reactor.run();
   try {

@@ -630,7 +630,9 @@ export class Reactor {
     while (top !== undefined && top.when <= now && top.seq < seqLimit) {
       timers.pop();
       if (top.interval > 0) {
-        top.when = Math.max(top.when + top.interval, now);
+        // Keep the period; a loop that ran late by a whole period reschedules from now (libuv), never for now.
+        const next = top.when + top.interval;
+        top.when = next > now ? next : now + top.interval;
         top.seq = this.#seq++;
         timers.push(top);
       } else {
