@@ -1,0 +1,633 @@
+/**
+ * Side-by-side HTTP load benchmark: fdloop's `examples/http_server.ts` (raw
+ * API with `run()` and `runSync()`, and the fetch-style `serve()`),
+ * `Deno.serve`, Node's `http` and a C floor (`bench/c/http_baseline.c`: one
+ * `recv` and one `send` per read on epoll, no HTTP rules, compiled with `cc`
+ * for the run), under `wrk -t1 -c50` on `GET /`, then the same with 16
+ * requests pipelined per connection (`bench/load/pipeline.lua`).
+ *
+ *   deno run -A bench/load/http_run.ts [--rounds 12] [--slice 1] [--only fdloop-raw,deno]
+ *
+ * Method (see "Benchmarks" in the design notes): every server is started at
+ * once, pinned to one core (`taskset -c 0`), and stays up for the whole run,
+ * idle while another is loaded; `wrk` runs pinned to the other core. After a
+ * warm-up, each round loads every server for one short slice, in an order
+ * rotated from round to round, and the comparison takes the median of the
+ * per-round ratios against `Deno.serve`. The server's CPU time (user and
+ * system, all threads, from `/proc/PID/stat`) is measured around each slice
+ * and reported per request beside the throughput, since on two cores `wrk`
+ * can saturate its core first. The interleaving is only fair if an idle
+ * server burns no CPU: that is measured too (before, during others' slices,
+ * and after).
+ *
+ * Prints a Markdown table to stdout (progress to stderr) and writes the
+ * figures as JSON to `bench/results/http_load.json`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+const HERE = new URL("./", import.meta.url);
+const ROOT = new URL("../../", import.meta.url);
+const DENO = Deno.execPath();
+const EXAMPLE = new URL("examples/http_server.ts", ROOT).pathname;
+
+/** The servers, each printing `listening on HOST:PORT` and exiting 0 on SIGINT. */
+const SERVERS: Record<string, { label: string; argv: string[] }> = {
+  "fdloop-raw": {
+    label: "fdloop raw API (`listenHttp`, `run()`)",
+    argv: [DENO, "run", "--allow-ffi", EXAMPLE, "--port", "0", "--api", "raw"],
+  },
+  "fdloop-raw-sync": {
+    label: "fdloop raw API (`listenHttp`, `runSync()`)",
+    argv: [DENO, "run", "--allow-ffi", EXAMPLE, "--port", "0", "--api", "raw", "--sync"],
+  },
+  "fdloop-fetch": {
+    label: "fdloop `serve()` (Request/Response)",
+    argv: [DENO, "run", "--allow-ffi", EXAMPLE, "--port", "0", "--api", "fetch"],
+  },
+  "deno": {
+    label: "`Deno.serve`",
+    argv: [DENO, "run", "--allow-net", new URL("deno_http.ts", HERE).pathname, "--port", "0"],
+  },
+  "node": {
+    label: "Node `http`",
+    argv: ["node", new URL("node_http.mjs", HERE).pathname, "--port", "0"],
+  },
+  "c": {
+    label: "C floor (`bench/c/http_baseline.c`, epoll)",
+    argv: [], // set once compiled
+  },
+};
+const BASELINE = "deno";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    rounds: { type: "string", default: "12" },
+    slice: { type: "string", default: "1" },
+    warmup: { type: "string", default: "2" },
+    only: { type: "string", default: "" },
+    conns: { type: "string", default: "50" },
+    depth: { type: "string", default: "16" },
+    "no-pipeline": { type: "boolean" },
+    "server-cpu": { type: "string", default: "0" },
+    "load-cpu": { type: "string", default: "1" },
+    out: { type: "string", default: new URL("bench/results/http_load.json", ROOT).pathname },
+    help: { type: "boolean" },
+  },
+});
+
+if (flags.help) {
+  console.log(`Usage: deno run -A bench/load/http_run.ts [options]
+
+Options:
+  --rounds <n>        Rounds, each loading every server once, in a rotated order (default 12)
+  --slice <s>         Seconds of wrk load per server per round, an integer (default 1)
+  --warmup <s>        Seconds of load per server before measuring (default 2)
+  --only <list>       Comma-separated subset of: ${Object.keys(SERVERS).join(", ")}
+  --conns <n>         wrk connections (default 50)
+  --depth <n>         Requests per connection per batch in the pipelining run (default 16)
+  --no-pipeline       Skip the pipelining run
+  --server-cpu <cpu>  Core for the servers (default 0)
+  --load-cpu <cpu>    Core for wrk (default 1)
+  --out <file>        JSON results (default bench/results/http_load.json)`);
+  Deno.exit(0);
+}
+
+const rounds = Number(flags.rounds);
+const slice = Number(flags.slice);
+const warmup = Number(flags.warmup);
+const conns = Number(flags.conns);
+const depth = Number(flags.depth);
+const numeric: [string, number, number][] = [
+  ["rounds", rounds, 1],
+  ["slice", slice, 1],
+  ["warmup", warmup, 0],
+  ["conns", conns, 1],
+  ["depth", depth, 1],
+];
+for (const [name, v, min] of numeric) {
+  if (!Number.isInteger(v) || v < min) {
+    console.error(`--${name} must be an integer ≥ ${min}, got ${JSON.stringify(String(v))}`);
+    Deno.exit(2);
+  }
+}
+const names = flags.only === "" ? Object.keys(SERVERS) : flags.only.split(",").map((s) => s.trim()).filter((s) => s);
+for (const n of names) {
+  if (!(n in SERVERS)) {
+    console.error(`Unknown server ${JSON.stringify(n)}: use some of ${Object.keys(SERVERS).join(", ")}`);
+    Deno.exit(2);
+  }
+}
+if (names.includes("c")) {
+  // The C floor is compiled for this run; without a compiler it is left out (or, asked for by name, an error).
+  const bin = `${await Deno.makeTempDir({ prefix: "fdloop_http_bench_" })}/http_baseline`;
+  const src = new URL("bench/c/http_baseline.c", ROOT).pathname;
+  let built = false;
+  try {
+    built =
+      (await new Deno.Command("cc", { args: ["-O2", "-o", bin, src], stdout: "null", stderr: "inherit" }).output())
+        .success;
+  } catch {
+    built = false;
+  }
+  if (built) SERVERS.c.argv = [bin, "0"];
+  else if (flags.only !== "") {
+    console.error("Cannot compile bench/c/http_baseline.c (is cc installed?)");
+    Deno.exit(1);
+  } else {
+    console.error("warning: cannot compile bench/c/http_baseline.c: the C floor is left out");
+    names.splice(names.indexOf("c"), 1);
+  }
+}
+
+// ---------------------------------------------------------------- processes and /proc
+
+function commandOutput(cmd: string, args: string[]): string {
+  try {
+    const out = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).outputSync();
+    return (new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr)).trim();
+  } catch {
+    return "";
+  }
+}
+
+const CLK_TCK = Number(commandOutput("getconf", ["CLK_TCK"])) || 100;
+const haveTaskset = commandOutput("taskset", ["-c", "0", "echo", "ok"]) === "ok";
+const cpus = navigator.hardwareConcurrency;
+if (!haveTaskset) console.error("warning: taskset is missing: processes are not pinned");
+else if (cpus < 2) console.error("warning: fewer than 2 CPUs: servers and load share a core");
+if (commandOutput("wrk", ["-v"]) === "") {
+  console.error("wrk is missing: apt-get install wrk");
+  Deno.exit(1);
+}
+
+function pinned(cpu: string, argv: string[]): [string, string[]] {
+  if (!haveTaskset) return [argv[0], argv.slice(1)];
+  return ["taskset", ["-c", cpus < 2 ? "0" : cpu, ...argv]];
+}
+
+/** user and system CPU seconds of a whole process (every thread), from `/proc/PID/stat`. */
+function cpuTimes(pid: number): { user: number; sys: number } {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  // The command name may hold spaces and parentheses: fields start after the last ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 14 and 15 of proc(5) (utime, stime) are at 11 and 12 counting from field 3.
+  return { user: Number(fields[11]) / CLK_TCK, sys: Number(fields[12]) / CLK_TCK };
+}
+
+/** Busy CPU seconds (not idle or iowait) of the whole machine and of the load core, from `/proc/stat`. */
+function machineTimes(): { busy: number; loadCore: number } {
+  const lines = Deno.readTextFileSync("/proc/stat").split("\n");
+  const busy = (line: string | undefined) => {
+    if (line === undefined) return 0;
+    // user nice system idle iowait irq softirq steal …
+    const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    return (f.reduce((a, b) => a + b, 0) - f[3] - f[4]) / CLK_TCK;
+  };
+  const loadCpu = `cpu${cpus < 2 ? 0 : flags["load-cpu"]} `;
+  return { busy: busy(lines[0]), loadCore: busy(lines.find((l) => l.startsWith(loadCpu))) };
+}
+
+/** A server child whose stdout is read line by line. */
+class Server {
+  readonly name: string;
+  readonly proc: Deno.ChildProcess;
+  readonly done: Promise<Deno.CommandStatus>;
+  stdout = "";
+  stderr = "";
+  port = 0;
+  #changed: (() => void) | null = null;
+
+  constructor(name: string) {
+    this.name = name;
+    const [cmd, args] = pinned(flags["server-cpu"], SERVERS[name].argv);
+    this.proc = new Deno.Command(cmd, {
+      args,
+      cwd: ROOT.pathname,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const pump = async (stream: ReadableStream<Uint8Array>, append: (s: string) => void) => {
+      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+        append(text);
+        this.#changed?.();
+      }
+    };
+    this.done = Promise.all([
+      pump(this.proc.stdout, (s) => (this.stdout += s)),
+      pump(this.proc.stderr, (s) => (this.stderr += s)),
+    ]).then(() => this.proc.status);
+    void this.done.then(() => this.#changed?.());
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  async listening(timeoutMs = 15_000): Promise<number> {
+    const deadline = performance.now() + timeoutMs;
+    let exited = false;
+    void this.done.then(() => (exited = true));
+    for (;;) {
+      const m = /^listening on (?:[\d.]+|\[[\da-f:]+\]):(\d+)$/m.exec(this.stdout);
+      if (m) return this.port = Number(m[1]);
+      const left = deadline - performance.now();
+      if (exited || left <= 0) throw new Error(`${this.name} did not start: ${this.stdout} ${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#changed = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#changed = null;
+    }
+  }
+
+  /** SIGINT, then SIGKILL after `timeoutMs`. */
+  async stop(timeoutMs = 5000): Promise<string> {
+    const kill = (s: Deno.Signal) => {
+      try {
+        this.proc.kill(s);
+      } catch {
+        // Already gone.
+      }
+    };
+    kill("SIGINT");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), timeoutMs)));
+    const status = await Promise.race([this.done, late]);
+    clearTimeout(timer);
+    if (status !== "late") return status.success ? "" : `exit code ${status.code} after SIGINT`;
+    kill("SIGKILL");
+    await this.done;
+    return "needed SIGKILL after SIGINT";
+  }
+}
+
+// ---------------------------------------------------------------- wrk
+
+const PIPELINE_LUA = new URL("pipeline.lua", HERE).pathname;
+
+interface WrkResult {
+  requests: number;
+  seconds: number;
+  rate: number;
+  errors: number;
+  non2xx: number;
+}
+
+async function wrk(port: number, seconds: number, pipelined: boolean): Promise<WrkResult> {
+  const argv = ["wrk", "-t1", `-c${conns}`, `-d${seconds}s`];
+  if (pipelined) argv.push("-s", PIPELINE_LUA);
+  argv.push(`http://127.0.0.1:${port}/`);
+  if (pipelined) argv.push("--", String(depth));
+  const [cmd, args] = pinned(flags["load-cpu"], argv);
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const m = /(\d+) requests in ([\d.]+)(us|ms|s|m)\b/.exec(text);
+  if (!out.success || !m) throw new Error(`wrk failed: ${text} ${new TextDecoder().decode(out.stderr)}`);
+  const unit = { us: 1e-6, ms: 1e-3, s: 1, m: 60 }[m[3] as "us" | "ms" | "s" | "m"];
+  const requests = Number(m[1]);
+  const secs = Number(m[2]) * unit;
+  const e = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const errors = e ? Number(e[1]) + Number(e[2]) + Number(e[3]) + Number(e[4]) : 0;
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0);
+  return { requests, seconds: secs, rate: requests / secs, errors, non2xx };
+}
+
+// ---------------------------------------------------------------- measuring
+
+interface Slice {
+  round: number;
+  server: string;
+  rate: number;
+  requests: number;
+  userUs: number;
+  sysUs: number;
+  cpuUs: number;
+  /** % of one core used by the server during the slice. */
+  serverPct: number;
+  /** % busy of the load core (wrk, plus whatever else ran there). */
+  loadCorePct: number;
+  /** Busy CPU of the machine outside the server and the load core, % of one core. */
+  otherPct: number;
+  /** CPU the idle servers used meanwhile, % of one core, summed over them. */
+  idleOthersPct: number;
+  /** The same, server by server. */
+  idleByServer: Record<string, number>;
+  errors: number;
+  non2xx: number;
+}
+
+async function measure(servers: Server[], target: Server, round: number, pipelined: boolean): Promise<Slice> {
+  const before = servers.map((s) => cpuTimes(s.pid));
+  const m0 = machineTimes();
+  const t0 = performance.now();
+  const w = await wrk(target.port, slice, pipelined);
+  const wall = (performance.now() - t0) / 1000;
+  const m1 = machineTimes();
+  const after = servers.map((s) => cpuTimes(s.pid));
+  const i = servers.indexOf(target);
+  const user = after[i].user - before[i].user;
+  const sys = after[i].sys - before[i].sys;
+  let idleOthers = 0;
+  const idleByServer: Record<string, number> = {};
+  servers.forEach((s, j) => {
+    if (j === i) return;
+    const used = after[j].user + after[j].sys - before[j].user - before[j].sys;
+    idleOthers += used;
+    idleByServer[s.name] = (used / wall) * 100;
+  });
+  const loadCore = m1.loadCore - m0.loadCore;
+  return {
+    round,
+    server: target.name,
+    rate: w.rate,
+    requests: w.requests,
+    userUs: (user / w.requests) * 1e6,
+    sysUs: (sys / w.requests) * 1e6,
+    cpuUs: ((user + sys) / w.requests) * 1e6,
+    serverPct: ((user + sys) / wall) * 100,
+    loadCorePct: (loadCore / wall) * 100,
+    otherPct: ((m1.busy - m0.busy - user - sys - loadCore - idleOthers) / wall) * 100,
+    idleOthersPct: (idleOthers / wall) * 100,
+    idleByServer,
+    errors: w.errors,
+    non2xx: w.non2xx,
+  };
+}
+
+/** CPU each server uses while nothing loads it, as % of one core over `seconds`. */
+async function idleCheck(servers: Server[], seconds: number): Promise<Record<string, number>> {
+  const before = servers.map((s) => cpuTimes(s.pid));
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const after = servers.map((s) => cpuTimes(s.pid));
+  return Object.fromEntries(
+    servers.map((s, i) => [
+      s.name,
+      ((after[i].user + after[i].sys - before[i].user - before[i].sys) / seconds) * 100,
+    ]),
+  );
+}
+
+// ---------------------------------------------------------------- statistics and the table
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+interface Summary {
+  server: string;
+  label: string;
+  rate: { median: number; min: number; max: number };
+  cpuUs: { median: number; min: number; max: number };
+  userUs: number;
+  sysUs: number;
+  /** Median over rounds of this server's req/s ÷ Deno.serve's in the same round. */
+  rateVsDeno: { median: number; min: number; max: number } | null;
+  /** Median over rounds of this server's CPU/request ÷ Deno.serve's in the same round. */
+  cpuVsDeno: { median: number; min: number; max: number } | null;
+  serverPct: number;
+  loadCorePct: number;
+  otherPct: number;
+  errors: number;
+  non2xx: number;
+}
+
+function stats(xs: number[]): { median: number; min: number; max: number } {
+  return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
+}
+
+function summarize(slices: Slice[]): Summary[] {
+  return names.map((name) => {
+    const mine = slices.filter((s) => s.server === name);
+    const ratios = (pick: (s: Slice) => number) => {
+      if (!names.includes(BASELINE)) return null;
+      const rs = mine.map((s) => {
+        const base = slices.find((b) => b.server === BASELINE && b.round === s.round)!;
+        return pick(s) / pick(base);
+      });
+      return stats(rs);
+    };
+    return {
+      server: name,
+      label: SERVERS[name].label,
+      rate: stats(mine.map((s) => s.rate)),
+      cpuUs: stats(mine.map((s) => s.cpuUs)),
+      userUs: median(mine.map((s) => s.userUs)),
+      sysUs: median(mine.map((s) => s.sysUs)),
+      rateVsDeno: ratios((s) => s.rate),
+      cpuVsDeno: ratios((s) => s.cpuUs),
+      serverPct: median(mine.map((s) => s.serverPct)),
+      loadCorePct: median(mine.map((s) => s.loadCorePct)),
+      otherPct: median(mine.map((s) => s.otherPct)),
+      errors: mine.reduce((a, s) => a + s.errors, 0),
+      non2xx: mine.reduce((a, s) => a + s.non2xx, 0),
+    };
+  });
+}
+
+const fmtRate = (x: number) => Math.round(x).toLocaleString("en-US");
+const fmtUs = (x: number) => x.toFixed(2);
+const fmtX = (x: number) => `${x.toFixed(2)}×`;
+const spread = (s: { median: number; min: number; max: number }, f: (x: number) => string) =>
+  `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
+
+function table(title: string, summaries: Summary[]): string {
+  const lines = [
+    `### ${title}`,
+    "",
+    "| server | req/s median (min–max) | req/s vs Deno.serve | server CPU µs/req (min–max) | user + sys | CPU/req vs Deno.serve | server CPU | load core | errors |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const s of summaries) {
+    lines.push(
+      `| ${s.label} | ${spread(s.rate, fmtRate)} | ${s.rateVsDeno ? spread(s.rateVsDeno, fmtX) : "—"} | ${
+        spread(s.cpuUs, fmtUs)
+      } | ${fmtUs(s.userUs)} + ${fmtUs(s.sysUs)} | ${s.cpuVsDeno ? spread(s.cpuVsDeno, fmtX) : "—"} | ${
+        s.serverPct.toFixed(0)
+      }% | ${s.loadCorePct.toFixed(0)}% | ${s.errors + s.non2xx} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+// ---------------------------------------------------------------- the run
+
+const started = performance.now();
+const servers = names.map((n) => new Server(n));
+const stopNotes: Record<string, string> = {};
+const scenarios: { name: string; title: string; pipelined: boolean; slices: Slice[] }[] = [];
+let idleBefore: Record<string, number> = {};
+let idleAfter: Record<string, number> = {};
+try {
+  for (const s of servers) await s.listening();
+  console.error(`servers up: ${servers.map((s) => `${s.name} :${s.port}`).join(", ")}`);
+
+  // Warm up every server (JIT, buffers), plain and pipelined.
+  for (const s of servers) {
+    if (warmup > 0) await wrk(s.port, warmup, false);
+    if (warmup > 0 && !flags["no-pipeline"]) await wrk(s.port, 1, true);
+  }
+  idleBefore = await idleCheck(servers, 2);
+  console.error(
+    `idle CPU before: ${Object.entries(idleBefore).map(([n, p]) => `${n} ${p.toFixed(1)}%`).join(", ")}`,
+  );
+
+  const plan = [{
+    name: "plain",
+    title: `GET / — \`wrk -t1 -c${conns} -d${slice}s\`, ${rounds} rounds`,
+    pipelined: false,
+  }];
+  if (!flags["no-pipeline"]) {
+    plan.push({
+      name: "pipelined",
+      title: `GET /, ${depth} requests pipelined per connection — \`wrk -t1 -c${conns} -d${slice}s -s ` +
+        `bench/load/pipeline.lua -- ${depth}\`, ${rounds} rounds`,
+      pipelined: true,
+    });
+  }
+  for (const p of plan) {
+    const slices: Slice[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const order = servers.map((_, i) => servers[(i + round) % servers.length]);
+      for (const target of order) {
+        const r = await measure(servers, target, round, p.pipelined);
+        slices.push(r);
+        console.error(
+          `${p.name} round ${round + 1}/${rounds} ${target.name.padEnd(16)} ${fmtRate(r.rate).padStart(9)} req/s  ` +
+            `${fmtUs(r.cpuUs)} µs/req (${fmtUs(r.userUs)} + ${fmtUs(r.sysUs)}, ${r.serverPct.toFixed(0)}% CPU)  ` +
+            `load core ${r.loadCorePct.toFixed(0)}%  idle servers ${r.idleOthersPct.toFixed(1)}%  ` +
+            `rest ${r.otherPct.toFixed(0)}%${r.errors + r.non2xx ? `  [${r.errors} errors, ${r.non2xx} non-2xx]` : ""}`,
+        );
+      }
+    }
+    scenarios.push({ ...p, slices });
+  }
+  idleAfter = await idleCheck(servers, 2);
+} finally {
+  for (const s of servers) stopNotes[s.name] = await s.stop();
+}
+
+// ---------------------------------------------------------------- report
+
+const cpuModel = (Deno.readTextFileSync("/proc/cpuinfo").match(/^model name\s*:\s*(.*)$/m)?.[1] ?? "?").trim();
+const versions = {
+  deno: Deno.version.deno,
+  node: commandOutput("node", ["--version"]),
+  wrk: commandOutput("wrk", ["-v"]).split("\n")[0].split(" ")[1] ?? "?",
+  linux: Deno.osRelease(),
+  cpu: cpuModel,
+  cpus,
+};
+const command = `deno run -A bench/load/http_run.ts ${Deno.args.join(" ")}`.trim();
+console.log(
+  `## HTTP load: ${names.length} servers up at once on CPU ${flags["server-cpu"]}, wrk on CPU ${flags["load-cpu"]}` +
+    `${haveTaskset ? "" : " (not pinned: no taskset)"}\n\n` +
+    `\`${command}\` — ${cpuModel}, ${cpus} CPUs, Linux ${versions.linux}, Deno ${versions.deno}, Node ${versions.node}, ` +
+    `wrk ${versions.wrk}. ${slice} s slices after ${warmup} s warm-up, rotated order; medians (min–max) over rounds; ` +
+    "ratios are medians of per-round ratios against `Deno.serve` measured in the same round.\n",
+);
+const results: Record<string, Summary[]> = {};
+for (const sc of scenarios) {
+  results[sc.name] = summarize(sc.slices);
+  console.log(table(sc.title, results[sc.name]));
+  console.log("");
+}
+const fmtIdle = (m: Record<string, number>) => Object.entries(m).map(([n, p]) => `${n} ${p.toFixed(1)}%`).join(", ");
+// Each server's CPU while another one is loaded: the mean over those slices, and the worst slice.
+const idleDuring = Object.fromEntries(names.map((n) => {
+  const xs = scenarios.flatMap((sc) => sc.slices.filter((s) => s.server !== n).map((s) => s.idleByServer[n]));
+  return [n, { mean: xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length), max: Math.max(0, ...xs) }];
+}));
+console.log(
+  `Idle servers' CPU (% of one core; /proc ticks are 10 ms, so ±1% per 1 s slice is noise): before ${
+    fmtIdle(idleBefore)
+  }; after ${fmtIdle(idleAfter)}; while another server is loaded, mean (worst slice): ${
+    Object.entries(idleDuring).map(([n, p]) => `${n} ${p.mean.toFixed(1)}% (${p.max.toFixed(0)}%)`).join(", ")
+  }.`,
+);
+const notes = Object.entries(stopNotes).filter(([, n]) => n).map(([s, n]) => `${s}: ${n}`);
+if (notes.length) console.log(`Shutdown: ${notes.join("; ")}.`);
+
+// The issue's targets.
+const find = (sc: string, name: string) => results[sc]?.find((s) => s.server === name);
+const targets: { target: string; value: string; met: boolean }[] = [];
+const raw = find("plain", "fdloop-raw");
+if (raw?.rateVsDeno && raw.cpuVsDeno) {
+  targets.push({
+    target: "raw API ≥ 1.2× Deno.serve req/s, or CPU/request ≤ 0.8× Deno.serve's",
+    value: `${fmtX(raw.rateVsDeno.median)} req/s, ${fmtX(raw.cpuVsDeno.median)} CPU/request`,
+    met: raw.rateVsDeno.median >= 1.2 || raw.cpuVsDeno.median <= 0.8,
+  });
+}
+if (raw) {
+  targets.push({
+    target: "raw API user CPU ≤ 1.0 µs/request",
+    value: `${fmtUs(raw.userUs)} µs`,
+    met: raw.userUs <= 1.0,
+  });
+}
+const fetchApi = find("plain", "fdloop-fetch");
+if (fetchApi?.rateVsDeno) {
+  targets.push({
+    target: "serve() ≥ 1.0× Deno.serve req/s",
+    value: `${fmtX(fetchApi.rateVsDeno.median)} (CPU/request ${fmtX(fetchApi.cpuVsDeno!.median)})`,
+    met: fetchApi.rateVsDeno.median >= 1.0,
+  });
+}
+const piped = find("pipelined", "fdloop-raw");
+if (piped?.rateVsDeno) {
+  targets.push({
+    target: `${depth}-deep pipelining, raw API ≥ 6× Deno.serve`,
+    value: fmtX(piped.rateVsDeno.median),
+    met: piped.rateVsDeno.median >= 6,
+  });
+}
+if (targets.length) {
+  console.log("\nTargets (issue 7):\n");
+  for (const t of targets) console.log(`- ${t.met ? "met" : "MISSED"}: ${t.target} — ${t.value}`);
+}
+const total = (performance.now() - started) / 1000;
+console.log(`\nTotal time ${total.toFixed(0)} s.`);
+
+const outDir = flags.out.includes("/") ? flags.out.slice(0, flags.out.lastIndexOf("/")) : ".";
+await Deno.mkdir(outDir || "/", { recursive: true });
+await Deno.writeTextFile(
+  flags.out,
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      command,
+      versions,
+      settings: {
+        rounds,
+        sliceSeconds: slice,
+        warmupSeconds: warmup,
+        conns,
+        depth,
+        serverCpu: flags["server-cpu"],
+        loadCpu: flags["load-cpu"],
+        pinned: haveTaskset,
+      },
+      servers: Object.fromEntries(names.map((n) => [n, SERVERS[n].label])),
+      idleCpuPct: { before: idleBefore, after: idleAfter, duringOthersMax: idleDuring },
+      shutdown: stopNotes,
+      summary: results,
+      targets,
+      slices: Object.fromEntries(scenarios.map((sc) => [sc.name, sc.slices])),
+      totalSeconds: total,
+    },
+    null,
+    2,
+  ) + "\n",
+);
+console.error(`wrote ${flags.out}`);
