@@ -807,7 +807,9 @@ class Engine {
   readonly #handler: HttpHandler;
   readonly #onError: (error: unknown, request?: HttpRequest) => void;
   readonly #connections = new Set<HttpConnection>();
-  readonly #sweep: { cancel(): void };
+  /** The deadline sweep: running only while there are connections, so an idle server wakes for nothing. */
+  #sweep: { cancel(): void } | null = null;
+  readonly #sweepEvery: number;
   #shutdown: Promise<void> | null = null;
   #finishedResolve!: () => void;
   /** Resolves once the server is shut down and every connection is closed. */
@@ -842,8 +844,7 @@ class Engine {
     this.#onError = options.onError ?? logHandlerError;
     this.listener.on("error", (err) => this.#onError(err));
     const shortest = Math.min(this.headerTimeout, this.bodyTimeout, this.idleTimeout, this.lingerTimeout);
-    const every = Math.min(1000, Math.max(5, Math.floor(shortest / 4)));
-    this.#sweep = this.reactor.callEvery(every, () => this.#sweepDeadlines());
+    this.#sweepEvery = Math.min(1000, Math.max(5, Math.floor(shortest / 4)));
     this.finished = new Promise((resolve) => this.#finishedResolve = resolve);
   }
 
@@ -858,6 +859,7 @@ class Engine {
     }
     conn.setNoDelay(true);
     this.#connections.add(new HttpConnection(this, conn));
+    this.#sweep ??= this.reactor.callEvery(this.#sweepEvery, () => this.#sweepDeadlines());
   }
 
   /** Runs the handler for `ex`; a throw becomes a 500. */
@@ -891,9 +893,13 @@ class Engine {
     ex.end("Internal Server Error\n");
   }
 
-  /** */
+  /** A connection closed: forget it; stop the sweep when none is left. */
   connectionClosed(c: HttpConnection): void {
     this.#connections.delete(c);
+    if (this.#connections.size === 0) {
+      this.#sweep?.cancel();
+      this.#sweep = null;
+    }
     this.#maybeFinished();
   }
 
@@ -921,7 +927,8 @@ class Engine {
 
   #maybeFinished(): void {
     if (this.#shutdown === null || this.#connections.size > 0) return;
-    this.#sweep.cancel();
+    this.#sweep?.cancel();
+    this.#sweep = null;
     this.#finishedResolve();
   }
 }

@@ -79,6 +79,12 @@ interface IOEntry {
 }
 
 const WAKE_VALUE = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
+/**
+ * Microtask checkpoints `run()` takes after each turn: each `await` lets every
+ * pending promise chain advance one step, and a fetch handler's answer takes a
+ * few (reading the `Response` body), so it is written before the next wait.
+ */
+const MICROTASK_TURNS = 4;
 
 /**
  * The default `onError`: one line for an OS error nobody listened for
@@ -373,7 +379,8 @@ export class Reactor {
    * Runs the loop, cooperating with Deno's event loop, until `stop()`.
    *
    * While there is work it polls the selector without blocking and
-   * dispatches; when idle it parks on a wait that runs off the JS thread
+   * dispatches, letting pending promise continuations (microtasks) run after
+   * each turn; when idle it parks on a wait that runs off the JS thread
    * (Deno's `nonblocking` FFI), so promises, timers and signal listeners keep
    * running, and an eventfd wakes the parked wait whenever JS code schedules
    * reactor work. Under sustained load it yields to Deno every
@@ -393,6 +400,10 @@ export class Reactor {
           lastYield = this.#now;
         }
         this.#runCallbacks(n);
+        // Let the promise continuations these callbacks started run now, as Node runs its
+        // microtasks after each callback: a fetch handler's response is written on this turn
+        // or the next, not at the next park or yield.
+        for (let i = 0; i < MICROTASK_TURNS; i++) await undefined;
         if (this.#updateTime() - lastYield >= this.#yieldMs) {
           await this.#yieldToDeno();
           lastYield = this.#updateTime();

@@ -240,3 +240,23 @@ for (const backend of BACKENDS) {
       assert.equal(server.connectionCount, 0);
     }));
 }
+
+Deno.test("an idle `listenHttp()` server with no connections does not wake its loop", async () => {
+  await httpTest(
+    "epoll",
+    { idleTimeout: 20, headerTimeout: 20, lingerTimeout: 20 },
+    routes,
+    async ({ reactor, port }) => {
+      // One connection starts the deadline sweep; once it is closed the sweep stops.
+      const r = await rawRequest(port, `GET / HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+      assert.equal(r.closed, true);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the server's side of the close runs
+      const before = reactor.metrics.iterations;
+      await new Promise((resolve) => setTimeout(resolve, 300)); // with a 5 ms sweep, 60 wake-ups if it still ran
+      assert.ok(
+        reactor.metrics.iterations - before <= 2,
+        `${reactor.metrics.iterations - before} loop turns while idle`,
+      );
+    },
+  );
+});
