@@ -179,11 +179,18 @@ function toRequest(req: HttpRequest, hostname: string): Request {
   if (method === "GET") return new Request(url, { headers });
   let body: ReadableStream<Uint8Array> | null = null;
   if (!NULL_BODY.has(method) && req.hasBody) {
+    // Backpressure: reading the connection pauses while the stream's queue is full.
     body = new ReadableStream<Uint8Array>({
       start(controller) {
-        req.readBody((chunk) => controller.enqueue(chunk.slice()), () => controller.close());
+        req.readBody((chunk) => {
+          controller.enqueue(chunk.slice());
+          if ((controller.desiredSize ?? 1) <= 0) req.pause();
+        }, () => controller.close());
       },
-    });
+      pull() {
+        req.resume();
+      },
+    }, new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }));
   }
   return new Request(url, { method, headers, body });
 }

@@ -102,6 +102,14 @@ export interface HttpRequest {
   readBody(onChunk: (chunk: Uint8Array) => void, onEnd: () => void): void;
   /** The whole body, once complete, as one `Uint8Array` (bounded by `maxBodyBytes`). */
   readAll(onBody: (body: Uint8Array) => void): void;
+  /**
+   * Stops reading the connection until `resume()`: backpressure for a body
+   * consumer that is not keeping up (no `onChunk` calls meanwhile). The body
+   * deadline (`bodyTimeout`) still runs.
+   */
+  pause(): void;
+  /** Resumes reading after `pause()`. */
+  resume(): void;
 }
 
 /** The response side of an exchange. */
@@ -253,6 +261,14 @@ class Exchange implements HttpRequest, HttpResponse {
       this.#ended = true;
       onEnd();
     }
+  }
+
+  pause(): void {
+    if (!this.requestComplete) this.conn.pauseBody(true);
+  }
+
+  resume(): void {
+    this.conn.pauseBody(false);
   }
 
   readAll(onBody: (body: Uint8Array) => void): void {
@@ -515,7 +531,10 @@ class HttpConnection implements ParserHandler {
   /** FIN sent; reading and discarding until the client closes or the linger deadline. */
   #lingering = false;
   #lingered = 0;
-  #paused = false;
+  /** Reading paused because too many pipelined requests wait for their turn. */
+  #pipelinePaused = false;
+  /** Reading paused because a handler is not keeping up with a request body. */
+  #bodyPaused = false;
   #remote: { address: string; port: number } | null | undefined = undefined;
   shuttingDown = false;
 
@@ -577,9 +596,9 @@ class HttpConnection implements ParserHandler {
     }
     // A new head began in this read: the whole header section must arrive before its deadline.
     if (this.parser.inHead && this.deadlineKind !== D_HEADER) this.setDeadline(D_HEADER, this.server.headerTimeout);
-    if (this.queue.length >= this.server.maxPipelined && !this.#paused) {
-      this.#paused = true;
-      this.conn.pause();
+    if (this.queue.length >= this.server.maxPipelined && !this.#pipelinePaused) {
+      this.#pipelinePaused = true;
+      this.#applyPause();
     }
   }
 
@@ -627,10 +646,25 @@ class HttpConnection implements ParserHandler {
     this.#advance();
   }
 
+  /** Pauses or resumes reading the socket to match the two reasons to pause. */
+  #applyPause(): void {
+    const pause = this.#pipelinePaused || this.#bodyPaused;
+    if (pause === this.conn.isPaused || this.conn.destroyed) return;
+    if (pause) this.conn.pause();
+    else this.conn.resume();
+  }
+
+  /** Backpressure from a request body's reader (`req.pause()` / `req.resume()`). */
+  pauseBody(paused: boolean): void {
+    if (this.#bodyPaused === paused || this.#lingering) return;
+    this.#bodyPaused = paused;
+    this.#applyPause();
+  }
+
   #onDrain(): void {
-    if (this.#paused && this.queue.length < this.server.maxPipelined) {
-      this.#paused = false;
-      this.conn.resume();
+    if (this.#pipelinePaused && this.queue.length < this.server.maxPipelined) {
+      this.#pipelinePaused = false;
+      this.#applyPause();
     }
     const front = this.queue[0];
     if (front !== undefined && front.wantsDrain) front.drained();
@@ -722,9 +756,9 @@ class HttpConnection implements ParserHandler {
         return;
       }
     }
-    if (this.#paused && q.length < this.server.maxPipelined) {
-      this.#paused = false;
-      this.conn.resume();
+    if (this.#pipelinePaused && q.length < this.server.maxPipelined) {
+      this.#pipelinePaused = false;
+      this.#applyPause();
     }
     if (this.#closing) this.#finishAndClose();
     else if (this.parser.idle) this.setDeadline(D_IDLE, this.server.idleTimeout);
@@ -738,10 +772,8 @@ class HttpConnection implements ParserHandler {
     this.#uncork();
     for (const ex of this.queue.splice(0)) if (!ex.finished) ex.aborted();
     if (this.conn.destroyed) return;
-    if (this.#paused) {
-      this.#paused = false;
-      this.conn.resume();
-    }
+    this.#pipelinePaused = this.#bodyPaused = false;
+    this.#applyPause();
     this.conn.end();
     this.setDeadline(D_LINGER, this.server.lingerTimeout);
   }
