@@ -300,3 +300,18 @@ export function tcpPair(host = "127.0.0.1"): TcpPair {
     close(listener.fd);
   }
 }
+
+/** Deterministic bytes for `seed` (xorshift32), so a reordering, a lost piece or a mix-up between connections shows. */
+export function payload(size: number, seed: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(size);
+  let x = (seed * 2654435761 + 1) >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}

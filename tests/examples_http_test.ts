@@ -15,6 +15,7 @@
  */
 
 import assert from "node:assert/strict";
+import { payload } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const PROGRAM = new URL("examples/http_server.ts", ROOT).pathname;
@@ -143,21 +144,6 @@ async function within<T>(ms: number, what: string, promise: Promise<T>): Promise
 }
 
 // ---------------------------------------------------------------- clients
-
-/** Deterministic bytes (xorshift32), so a reordering or a lost piece shows. */
-function payload(size: number, seed: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(size);
-  let x = (seed * 2654435761 + 1) >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 function assertSameBytes(got: Uint8Array, want: Uint8Array, label: string): void {
   assert.equal(got.byteLength, want.byteLength, `${label}: ${got.byteLength} bytes came back, ${want.byteLength} sent`);

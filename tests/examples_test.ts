@@ -14,6 +14,7 @@
  */
 
 import assert from "node:assert/strict";
+import { payload } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const EXAMPLES = new URL("examples/", ROOT);
@@ -190,21 +191,6 @@ async function within<T>(ms: number, message: string, promise: Promise<T>, onTim
 }
 
 // ---------------------------------------------------------------- clients
-
-/** Deterministic bytes for client `seed` (xorshift32), so a mix-up between connections shows. */
-function payload(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = (seed * 2654435761 + 1) >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let off = 0;

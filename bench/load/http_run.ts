@@ -27,6 +27,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { CLK_TCK, commandOutput, cpus, cpuTimes, haveTaskset, pinned } from "./_proc.ts";
 
 const HERE = new URL("./", import.meta.url);
 const ROOT = new URL("../../", import.meta.url);
@@ -145,37 +146,11 @@ if (names.includes("c")) {
 
 // ---------------------------------------------------------------- processes and /proc
 
-function commandOutput(cmd: string, args: string[]): string {
-  try {
-    const out = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).outputSync();
-    return (new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr)).trim();
-  } catch {
-    return "";
-  }
-}
-
-const CLK_TCK = Number(commandOutput("getconf", ["CLK_TCK"])) || 100;
-const haveTaskset = commandOutput("taskset", ["-c", "0", "echo", "ok"]) === "ok";
-const cpus = navigator.hardwareConcurrency;
 if (!haveTaskset) console.error("warning: taskset is missing: processes are not pinned");
 else if (cpus < 2) console.error("warning: fewer than 2 CPUs: servers and load share a core");
 if (commandOutput("wrk", ["-v"]) === "") {
   console.error("wrk is missing: apt-get install wrk");
   Deno.exit(1);
-}
-
-function pinned(cpu: string, argv: string[]): [string, string[]] {
-  if (!haveTaskset) return [argv[0], argv.slice(1)];
-  return ["taskset", ["-c", cpus < 2 ? "0" : cpu, ...argv]];
-}
-
-/** user and system CPU seconds of a whole process (every thread), from `/proc/PID/stat`. */
-function cpuTimes(pid: number): { user: number; sys: number } {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  // The command name may hold spaces and parentheses: fields start after the last ")".
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields 14 and 15 of proc(5) (utime, stime) are at 11 and 12 counting from field 3.
-  return { user: Number(fields[11]) / CLK_TCK, sys: Number(fields[12]) / CLK_TCK };
 }
 
 /** Busy CPU seconds (not idle or iowait) of the whole machine and of the load core, from `/proc/stat`. */

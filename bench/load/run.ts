@@ -19,6 +19,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { CLK_TCK, commandOutput, cpus, cpuTimes, haveTaskset, pinned } from "./_proc.ts";
 
 const HERE = new URL("./", import.meta.url);
 const ROOT = new URL("../../", import.meta.url);
@@ -86,42 +87,8 @@ for (const s of servers) {
 
 // ---------------------------------------------------------------- processes
 
-function commandOutput(cmd: string, args: string[]): string {
-  try {
-    const out = new Deno.Command(cmd, { args, stdout: "piped", stderr: "null" }).outputSync();
-    return new TextDecoder().decode(out.stdout).trim();
-  } catch {
-    return "";
-  }
-}
-
-const CLK_TCK = Number(commandOutput("getconf", ["CLK_TCK"])) || 100;
-function haveTasksetCommand(): boolean {
-  try {
-    return new Deno.Command("taskset", { args: ["-c", "0", "true"], stdout: "null", stderr: "null" }).outputSync()
-      .success;
-  } catch {
-    return false;
-  }
-}
-const haveTaskset = haveTasksetCommand();
-const cpus = navigator.hardwareConcurrency;
 if (!haveTaskset) console.error("warning: taskset is missing: processes are not pinned");
 else if (cpus < 2) console.error("warning: fewer than 2 CPUs: server and load share a core");
-
-function pinned(cpu: string, argv: string[]): [string, string[]] {
-  if (!haveTaskset) return [argv[0], argv.slice(1)];
-  return ["taskset", ["-c", cpus < 2 ? "0" : cpu, ...argv]];
-}
-
-/** user and system CPU seconds of a whole process (every thread), from `/proc/PID/stat`. */
-function cpuTimes(pid: number): { user: number; sys: number } {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  // The command name may hold spaces and parentheses: fields start after the last ")".
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields 14 and 15 of proc(5) (utime, stime) are at 11 and 12 counting from field 3.
-  return { user: Number(fields[11]) / CLK_TCK, sys: Number(fields[12]) / CLK_TCK };
-}
 
 /** Machine-wide CPU seconds from the first line of `/proc/stat`: busy (not idle or iowait) and softirq. */
 function machineTimes(): { busy: number; softirq: number } {
