@@ -23,7 +23,7 @@ async function withDenoServe(fn: (base: string) => Promise<void>): Promise<void>
     if (u.pathname === "/chunks") {
       return new Response(
         new ReadableStream({
-          async pull(c) {
+          pull(c) {
             for (let i = 0; i < 4; i++) c.enqueue(new TextEncoder().encode(`part${i};`));
             c.close();
           },
