@@ -16,132 +16,10 @@
 
 import assert from "node:assert/strict";
 import { payload } from "./_helpers.ts";
+import { Example, runToExit as runExample, within } from "./_examples.ts";
 
-const ROOT = new URL("../", import.meta.url);
-const PROGRAM = new URL("examples/http_server.ts", ROOT).pathname;
-const DENO = Deno.execPath();
-
-/** How long the child may take to print its `listening on` line, and to exit after a signal. */
-const START_TIMEOUT_MS = 10_000;
-const EXIT_TIMEOUT_MS = 10_000;
-
-// ---------------------------------------------------------------- the child process
-
-/** `examples/http_server.ts` running with `args`, its output collected as it arrives. */
-class HttpServerProcess implements AsyncDisposable {
-  readonly args: string[];
-  readonly proc: Deno.ChildProcess;
-  stdout = "";
-  stderr = "";
-  #status: Deno.CommandStatus | undefined;
-  #changed: (() => void) | null = null;
-  readonly done: Promise<Deno.CommandStatus>;
-
-  constructor(args: string[]) {
-    this.args = args;
-    this.proc = new Deno.Command(DENO, {
-      args: ["run", "--allow-ffi", PROGRAM, ...args],
-      cwd: ROOT.pathname,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    const pumps = Promise.all([
-      this.#pump(this.proc.stdout, (s) => (this.stdout += s)),
-      this.#pump(this.proc.stderr, (s) => (this.stderr += s)),
-    ]);
-    this.done = pumps.then(() => this.proc.status).then((s) => (this.#status = s));
-    void this.done.then(() => this.#changed?.());
-  }
-
-  async #pump(stream: ReadableStream<Uint8Array>, append: (s: string) => void): Promise<void> {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      append(text);
-      this.#changed?.();
-    }
-  }
-
-  get transcript(): string {
-    return `http_server.ts ${this.args.join(" ")}: stdout=${JSON.stringify(this.stdout.slice(-2000))} stderr=${
-      JSON.stringify(this.stderr.slice(-2000))
-    }`;
-  }
-
-  /** Waits for `listening on HOST:PORT` and returns the port. */
-  async listening(): Promise<number> {
-    const deadline = performance.now() + START_TIMEOUT_MS;
-    for (;;) {
-      const m = /^listening on 127\.0\.0\.1:(\d+)$/m.exec(this.stdout);
-      if (m) return Number(m[1]);
-      if (this.#status !== undefined) throw new Error(`The server exited before listening; ${this.transcript}`);
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`No "listening on" line within ${START_TIMEOUT_MS} ms; ${this.transcript}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#changed = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#changed = null;
-    }
-  }
-
-  /** Sends `signal` and waits for the exit. */
-  stop(signal: Deno.Signal): Promise<Deno.CommandStatus> {
-    this.kill(signal);
-    return this.exit();
-  }
-
-  /** Waits for the exit; SIGKILLs and fails if it takes longer than EXIT_TIMEOUT_MS. */
-  async exit(): Promise<Deno.CommandStatus> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), EXIT_TIMEOUT_MS)));
-    const r = await Promise.race([this.done, late]);
-    clearTimeout(timer);
-    if (r === "late") {
-      this.kill("SIGKILL");
-      await this.done;
-      throw new Error(`The server did not exit within ${EXIT_TIMEOUT_MS} ms; ${this.transcript}`);
-    }
-    return r;
-  }
-
-  kill(signal: Deno.Signal): void {
-    if (this.#status !== undefined) return;
-    try {
-      this.proc.kill(signal);
-    } catch {
-      // Exited in between.
-    }
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.kill("SIGKILL");
-    await this.done;
-  }
-}
-
-/** Runs the program to its exit (for flag handling). */
-async function runToExit(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  await using child = new HttpServerProcess(args);
-  const status = await child.exit();
-  return { code: status.code, stdout: child.stdout, stderr: child.stderr };
-}
-
-/** Rejects after `ms` unless `promise` settles first. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/** Runs `examples/http_server.ts` to its exit (for flag handling). */
+const runToExit = (args: string[]) => runExample("http_server.ts", args);
 
 // ---------------------------------------------------------------- clients
 
@@ -272,17 +150,18 @@ const VARIANTS: string[][] = [
 Deno.test("examples/http_server.ts serves every route under each API and backend, exits 0 on SIGINT", async (t) => {
   for (const args of VARIANTS) {
     await t.step(args.join(" "), async () => {
-      await using child = new HttpServerProcess(["--port", "0", ...args]);
-      const port = await child.listening();
+      await using child = new Example("http_server.ts", ["--port", "0", ...args]);
+      const [port] = await child.listening();
       let count = 0;
       try {
         count = await within(15_000, "the route checks", checkRoutes(port, args.join(" ")));
       } catch (err) {
-        child.kill("SIGKILL");
+        child.signal("SIGKILL");
         await child.done;
         throw new Error(`${(err as Error).message}; ${child.transcript}`, { cause: err });
       }
-      const status = await child.stop("SIGINT");
+      child.signal("SIGINT");
+      const status = await child.exit();
       assert.equal(status.code, 0, child.transcript);
       const lines = child.stdout.trimEnd().split("\n");
       assert.equal(lines.filter((l) => l.startsWith("listening on")).length, 1, child.transcript);
@@ -298,11 +177,12 @@ Deno.test("examples/http_server.ts serves every route under each API and backend
 Deno.test("examples/http_server.ts answers a request in flight before exiting 0 on SIGTERM, in both run modes", async (t) => {
   for (const args of [["--api", "raw"], ["--api", "raw", "--sync"], ["--api", "fetch"]]) {
     await t.step(args.join(" "), async () => {
-      await using child = new HttpServerProcess(["--port", "0", ...args]);
-      const port = await child.listening();
+      await using child = new Example("http_server.ts", ["--port", "0", ...args]);
+      const [port] = await child.listening();
       const sleeping = request(`http://127.0.0.1:${port}/sleep?ms=400`);
       await new Promise((r) => setTimeout(r, 100));
-      const status = await child.stop("SIGTERM");
+      child.signal("SIGTERM");
+      const status = await child.exit();
       const r = await within(5000, "the /sleep answer", sleeping);
       assert.equal(status.code, 0, child.transcript);
       assert.equal(r.status, 200, child.transcript);
