@@ -244,8 +244,7 @@ class Exchange implements HttpRequest, HttpResponse {
     this.head.forEachHeader(fn);
   }
   get remoteAddress(): { address: string; port: number } | null {
-    const a = this.conn.remoteAddress();
-    return a;
+    return this.conn.remoteAddress();
   }
 
   readBody(onChunk: (chunk: Uint8Array) => void, onEnd: () => void): void {
@@ -551,10 +550,8 @@ class HttpConnection implements ParserHandler {
     this.setDeadline(D_HEADER, server.headerTimeout);
   }
 
-  /** Whether the connection's write queue is below its high-water mark. */
-  get writable(): boolean {
-    return this.conn.bufferedAmount < 64 * 1024;
-  }
+  /** Whether the connection's write queue is below its high-water mark: what the last `write()` said, until `drain`. */
+  writable = true;
 
   remoteAddress(): { address: string; port: number } | null {
     if (this.#remote === undefined) {
@@ -662,6 +659,7 @@ class HttpConnection implements ParserHandler {
   }
 
   #onDrain(): void {
+    this.writable = true;
     if (this.#pipelinePaused && this.queue.length < this.server.maxPipelined) {
       this.#pipelinePaused = false;
       this.#applyPause();
@@ -697,7 +695,7 @@ class HttpConnection implements ParserHandler {
       cork.put(bytes);
       if (cork.length >= 64 * 1024) this.#uncork();
     } else if (!this.conn.destroyed && !this.conn.writableEnded) {
-      this.conn.write(bytes);
+      this.writable = this.conn.write(bytes);
     }
   }
 
@@ -706,7 +704,8 @@ class HttpConnection implements ParserHandler {
     if (cork.length === 0) return;
     const view = cork.view();
     cork.clear();
-    if (!this.conn.destroyed && !this.conn.writableEnded) this.conn.write(view); // it copies what it cannot send now
+    // write() copies what it cannot send now, so the cork buffer is free again.
+    if (!this.conn.destroyed && !this.conn.writableEnded) this.writable = this.conn.write(view);
   }
 
   /** `ex` ended its response. */
