@@ -152,12 +152,20 @@ function rawHandler(req: HttpRequest, res: HttpResponse): void {
 
 // ---------------------------------------------------------------- --api fetch
 
+/** The path and query of an absolute URL, without building a `URL` (as a router would: `new URL()` costs ~1 µs). */
+function splitUrl(url: string): { path: string; query: string } {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return { path: "/", query: "" };
+  const q = url.indexOf("?", start);
+  return q < 0 ? { path: url.slice(start), query: "" } : { path: url.slice(start, q), query: url.slice(q + 1) };
+}
+
 function fetchHandler(req: Request): Response | Promise<Response> {
   requests++;
-  const url = new URL(req.url);
+  const { path, query } = splitUrl(req.url);
   const method = req.method;
   if (method === "GET" || method === "HEAD") {
-    switch (url.pathname) {
+    switch (path) {
       case "/":
         return new Response(HELLO, { headers: { "content-type": TYPE_TEXT } });
       case "/json":
@@ -165,14 +173,14 @@ function fetchHandler(req: Request): Response | Promise<Response> {
       case "/page":
         return new Response(PAGE, { headers: { "content-type": TYPE_HTML } });
       case "/sleep": {
-        const ms = sleepMs(url.search);
+        const ms = sleepMs(query);
         if (ms < 0) return new Response(BAD_SLEEP, { status: 400, headers: { "content-type": TYPE_TEXT } });
         return new Promise((resolve) => {
           reactor.callLater(ms, () => resolve(new Response("OK", { headers: { "content-type": TYPE_TEXT } })));
         });
       }
     }
-  } else if (method === "POST" && url.pathname === "/echo") {
+  } else if (method === "POST" && path === "/echo") {
     // The request body stream becomes the response body: streamed back, chunked.
     return new Response(req.body, { headers: { "content-type": TYPE_BYTES } });
   }

@@ -10,6 +10,9 @@
 import { defaultReactor } from "../net/mod.ts";
 import { holdRunning } from "../net/default_reactor.ts";
 import type { Reactor } from "../reactor/mod.ts";
+import { plainResponse } from "./deno_response.ts";
+import { LazyRequest } from "./fetch_request.ts";
+import { PreparedHeaders } from "./response.ts";
 import { type HttpRequest, type HttpResponse, HttpServer, type HttpServerOptions } from "./server.ts";
 
 /** What the handler learns about the connection (as `Deno.ServeHandlerInfo`). */
@@ -58,8 +61,6 @@ function defaultOnError(error: unknown): Response {
     headers: { "content-type": "text/plain;charset=UTF-8" },
   });
 }
-
-const NULL_BODY = new Set(["GET", "HEAD"]);
 
 /**
  * Serves a fetch handler over HTTP/1.1, like `Deno.serve`: `serve(handler)`,
@@ -118,81 +119,117 @@ export function serve(a: ServeHandler | ServeOptions, b?: ServeHandler): ServeSe
   };
 }
 
-/** Runs the fetch handler for one exchange and writes its `Response`. */
+type ErrorHook = (error: unknown) => Response | Promise<Response>;
+
+/** Runs the fetch handler for one exchange and writes its `Response`: at once when it is plain and returned at once. */
 function respond(
   req: HttpRequest,
   res: HttpResponse,
   handler: ServeHandler,
-  onError: (error: unknown) => Response | Promise<Response>,
+  onError: ErrorHook,
   hostname: string,
 ): void {
-  let done!: () => void;
-  const completed = new Promise<void>((resolve) => done = resolve);
-  res.onAbort(done);
-  const request = toRequest(req, hostname);
+  const request = new LazyRequest(req, res, hostname);
+  const info = new HandlerInfo(req, res);
   let result: Response | Promise<Response>;
   try {
-    result = handler(request, infoFor(req, completed));
+    result = handler(request as unknown as Request, info);
   } catch (err) {
-    result = onError(err);
+    result = recover(onError, err);
   }
-  const send = (response: Response) => writeResponse(res, response).then(done, (err) => fail(res, err, done));
+  request.seal();
   if (result instanceof Response) {
-    void send(result);
-  } else {
-    Promise.resolve(result).then(
-      (response) => {
-        if (!(response instanceof Response)) throw new TypeError("The handler did not return a Response");
-        return send(response);
-      },
-    ).catch((err) => Promise.resolve(onError(err)).then(send, (err2) => fail(res, err2, done)));
+    send(res, result, info, onError);
+    return;
   }
+  Promise.resolve(result).then((response) => {
+    if (!(response instanceof Response)) throw new TypeError("The handler did not return a Response");
+    return response;
+  }).catch((err) => recover(onError, err)).then(
+    (response) => send(res, response, info, onError),
+    (err) => fail(res, err, info),
+  );
 }
 
-function infoFor(req: HttpRequest, completed: Promise<void>): ServeHandlerInfo {
-  let remote: ServeHandlerInfo["remoteAddr"] | undefined;
-  return {
-    get remoteAddr() {
-      if (remote === undefined) {
-        const a = req.remoteAddress;
-        remote = { transport: "tcp", hostname: a?.address ?? "", port: a?.port ?? 0 };
-      }
-      return remote;
-    },
-    completed,
-  };
+/** What `onError` makes of `err`; a throw from `onError` itself becomes a rejection. */
+function recover(onError: ErrorHook, err: unknown): Response | Promise<Response> {
+  try {
+    return onError(err);
+  } catch (err2) {
+    return Promise.reject(err2);
+  }
 }
 
 /**
- * Builds the web `Request`: the URL from `Host`, the headers, and the body
- * as a stream. The cheapest form Deno's constructor takes: headers as an
- * array of pairs (a filled `Headers` costs twice as much), no `method` for
- * GET (see bench/http_request_bench.ts).
+ * Writes `response`, then settles `info.completed`. A response whose body
+ * was already read is an error of the handler, as in `Deno.serve`: `onError`
+ * answers instead (when given).
  */
-function toRequest(req: HttpRequest, hostname: string): Request {
-  const headers: [string, string][] = [];
-  req.forEachHeader((name, value) => headers.push([name, value]));
-  const host = req.header("host") || hostname;
-  const target = req.url;
-  const url = target.startsWith("/") ? `http://${host}${target}` : target === "*" ? `http://${host}/` : target;
-  const method = req.method;
-  if (method === "GET") return new Request(url, { headers });
-  let body: ReadableStream<Uint8Array> | null = null;
-  if (!NULL_BODY.has(method) && req.hasBody) {
-    // Backpressure: reading the connection pauses while the stream's queue is full.
-    body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        req.readBody((chunk) => {
-          controller.enqueue(chunk.slice());
-          if ((controller.desiredSize ?? 1) <= 0) req.pause();
-        }, () => controller.close());
-      },
-      pull() {
-        req.resume();
-      },
-    }, new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }));
+function send(res: HttpResponse, response: Response, info: HandlerInfo, onError?: ErrorHook): void {
+  const plain = plainResponse(response);
+  if (plain !== null) {
+    if (plain.contentType !== null) res.setHeaders(contentTypeHeader(plain.contentType));
+    res.end(plain.body);
+    info.complete();
+    return;
   }
-  return new Request(url, { method, headers, body });
+  if (response.bodyUsed) {
+    const err = new TypeError("The handler returned a Response whose body was already read");
+    if (onError === undefined) return fail(res, err, info);
+    Promise.resolve(recover(onError, err)).then((r) => send(res, r, info), (err2) => fail(res, err2, info));
+    return;
+  }
+  writeResponse(res, response).then(() => info.complete(), (err) => fail(res, err, info));
+}
+
+const contentTypes = new Map<string, PreparedHeaders>();
+
+/** `Content-Type: <value>`, prepared once per value (for the few values a server uses). */
+function contentTypeHeader(value: string): PreparedHeaders {
+  let h = contentTypes.get(value);
+  if (h === undefined) {
+    h = new PreparedHeaders({ "content-type": value });
+    if (contentTypes.size < 64) contentTypes.set(value, h);
+  }
+  return h;
+}
+
+/** `Deno.ServeHandlerInfo`: the client's address and `completed`, each made on first read. */
+class HandlerInfo implements ServeHandlerInfo {
+  readonly #req: HttpRequest;
+  readonly #res: HttpResponse;
+  #remote: ServeHandlerInfo["remoteAddr"] | undefined = undefined;
+  #completed: Promise<void> | undefined = undefined;
+  #resolve: (() => void) | undefined = undefined;
+  #done = false;
+
+  constructor(req: HttpRequest, res: HttpResponse) {
+    this.#req = req;
+    this.#res = res;
+  }
+
+  get remoteAddr(): ServeHandlerInfo["remoteAddr"] {
+    if (this.#remote === undefined) {
+      const a = this.#req.remoteAddress;
+      this.#remote = { transport: "tcp", hostname: a?.address ?? "", port: a?.port ?? 0 };
+    }
+    return this.#remote;
+  }
+
+  get completed(): Promise<void> {
+    if (this.#completed === undefined) {
+      if (this.#done) return this.#completed = Promise.resolve();
+      this.#completed = new Promise<void>((resolve) => this.#resolve = resolve);
+      this.#res.onAbort(() => this.complete());
+    }
+    return this.#completed;
+  }
+
+  /** The response was handed to the connection (or the client went away). */
+  complete(): void {
+    this.#done = true;
+    this.#resolve?.();
+  }
 }
 
 /** Writes `response` to `res`: one `end()` for a body that arrives whole, chunked writes with backpressure otherwise. */
@@ -234,7 +271,7 @@ async function writeResponse(res: HttpResponse, response: Response): Promise<voi
 }
 
 /** Writing the response failed: a 500 if nothing was sent yet, else the exchange is ended where it stands. */
-function fail(res: HttpResponse, err: unknown, done: () => void): void {
+function fail(res: HttpResponse, err: unknown, info: HandlerInfo): void {
   console.error("fdloop serve: cannot send the response:", err);
   if (!res.finished) {
     if (!res.headersSent) {
@@ -244,5 +281,5 @@ function fail(res: HttpResponse, err: unknown, done: () => void): void {
       res.end();
     }
   }
-  done();
+  info.complete();
 }

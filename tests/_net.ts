@@ -14,7 +14,18 @@
 import { connect, type Connection, type ConnectOptions, listen, type ListenOptions, type Server } from "../net/mod.ts";
 import { bindUdp, type UdpOptions, type UdpSocket } from "../net/mod.ts";
 import { type BackendName, type ErrorContext, Reactor } from "../reactor/mod.ts";
-import { assertNoFdLeak } from "./_helpers.ts";
+import { assertNoFdLeak, waitFd } from "./_helpers.ts";
+import {
+  close,
+  connect as connectFd,
+  encodeSockaddr,
+  POLLOUT,
+  setSockOpt,
+  SO_LINGER,
+  SOCK_STREAM,
+  socket,
+  SOL_SOCKET,
+} from "../ffi/mod.ts";
 import { turns as countTurns } from "./_reactor.ts";
 
 /** What a test body gets. */
@@ -285,4 +296,20 @@ export async function cpuTicks(pid: number): Promise<number> {
 /** The `code` of an error, if any. */
 export function codeOf(err: unknown): string | undefined {
   return (err as { code?: string } | undefined)?.code;
+}
+
+/** A raw, non-blocking TCP client that will reset (`SO_LINGER` {on, 0}) when closed. */
+export async function resettingClient(port: number): Promise<number> {
+  const sa = encodeSockaddr({ host: "127.0.0.1", port });
+  const fd = socket(sa.family, SOCK_STREAM);
+  try {
+    setSockOpt(fd, SOL_SOCKET, SO_LINGER, new Uint8Array(new Int32Array([1, 0]).buffer));
+    if (!connectFd(fd, sa.buf, sa.len, `127.0.0.1:${port}`)) {
+      await until(() => (waitFd(fd, POLLOUT, 0) & POLLOUT) !== 0, "the raw client to connect");
+    }
+    return fd;
+  } catch (err) {
+    close(fd);
+    throw err;
+  }
 }

@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { plainResponse, usePlainResponses } from "../http/deno_response.ts";
 import { serve } from "../http/mod.ts";
 import { fetchText } from "./_http.ts";
 
@@ -174,5 +175,85 @@ Deno.test("`serve()` streams a large response with backpressure to a slow reader
     }
   } finally {
     await s.shutdown();
+  }
+});
+
+/** Responses of every shape, returned at once (the path that writes before the handler's caller returns). */
+function shapes(req: Request): Response {
+  const path = req.url.slice(req.url.indexOf("/", 8));
+  switch (path) {
+    case "/text":
+      return new Response("plain text");
+    case "/typed":
+      return new Response("<p>hi</p>", { headers: { "content-type": "text/html; charset=utf-8" } });
+    case "/bytes":
+      return new Response(new Uint8Array([104, 105]));
+    case "/json":
+      return Response.json({ a: [1, 2] });
+    case "/created":
+      return new Response("made", { status: 201, headers: { "content-type": "text/plain" } });
+    case "/headers": {
+      const r = new Response("h");
+      r.headers.set("x-a", "1");
+      return r;
+    }
+    case "/empty":
+      return new Response(null, { status: 204 });
+    case "/blank":
+      return new Response("");
+    case "/used": {
+      const r = new Response("already read");
+      void r.text();
+      return r;
+    }
+    default:
+      return new Response("nope", { status: 404 });
+  }
+}
+const SHAPES = ["/text", "/typed", "/bytes", "/json", "/created", "/headers", "/empty", "/blank", "/used", "/x"];
+
+async function shapeAnswers(base: string): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for (const path of SHAPES) {
+    const r = await fetchText(base + path);
+    out.push([
+      path,
+      r.status,
+      r.status === 500 ? "(500)" : r.text,
+      r.headers.get("content-type"),
+      r.headers.get("x-a"),
+    ]);
+  }
+  return out;
+}
+
+Deno.test("`serve()` writes every shape of Response as Deno.serve does, with and without Deno's plain-response fields", async () => {
+  const original = console.error;
+  console.error = () => {}; // the /used case logs its 500
+  const ac = new AbortController();
+  const theirs = Deno.serve(
+    {
+      port: 0,
+      hostname: "127.0.0.1",
+      signal: ac.signal,
+      onListen() {},
+      onError: () => new Response("", { status: 500 }),
+    },
+    shapes,
+  );
+  const ours = serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, shapes);
+  try {
+    const expected = await shapeAnswers(`http://127.0.0.1:${theirs.addr.port}`);
+    assert.ok(plainResponse(new Response("probe")) !== null, "this Deno keeps the plain-response fields");
+    assert.deepEqual(await shapeAnswers(`http://127.0.0.1:${ours.addr.port}`), expected);
+    usePlainResponses(false);
+    assert.equal(plainResponse(new Response("probe")), null);
+    assert.deepEqual(await shapeAnswers(`http://127.0.0.1:${ours.addr.port}`), expected);
+  } finally {
+    usePlainResponses(true);
+    console.error = original;
+    await ours.shutdown();
+    ac.abort();
+    await theirs.finished;
   }
 });

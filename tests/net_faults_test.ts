@@ -18,19 +18,26 @@ import {
   FD_SETSIZE,
   OSError,
   POLLIN,
-  POLLOUT,
   recv,
-  setSockOpt,
-  SO_LINGER,
   SOCK_STREAM,
   socket,
-  SOL_SOCKET,
   sym,
 } from "../ffi/mod.ts";
 import { type Connection, Connection as ConnectionClass } from "../net/mod.ts";
 import type { BackendName } from "../reactor/mod.ts";
 import { BACKENDS, waitFd } from "./_helpers.ts";
-import { codeOf, cpuTicks, LineReader, type NetContext, netTest, Recorder, sleep, turns, until } from "./_net.ts";
+import {
+  codeOf,
+  cpuTicks,
+  LineReader,
+  type NetContext,
+  netTest,
+  Recorder,
+  resettingClient,
+  sleep,
+  turns,
+  until,
+} from "./_net.ts";
 
 const MiB = 1024 * 1024;
 
@@ -70,22 +77,6 @@ async function echoOnce(ctx: NetContext, port: number, message: string): Promise
   await until(() => rec.received >= message.length || rec.closes > 0, `the echo of ${message}`);
   conn.destroy();
   return rec.text();
-}
-
-/** A raw, non-blocking TCP client that will reset (`SO_LINGER` {on, 0}) when closed. */
-async function resettingClient(port: number): Promise<number> {
-  const sa = encodeSockaddr({ host: "127.0.0.1", port });
-  const fd = socket(sa.family, SOCK_STREAM);
-  try {
-    setSockOpt(fd, SOL_SOCKET, SO_LINGER, new Uint8Array(new Int32Array([1, 0]).buffer));
-    if (!connectFd(fd, sa.buf, sa.len, `127.0.0.1:${port}`)) {
-      await until(() => (waitFd(fd, POLLOUT, 0) & POLLOUT) !== 0, "the raw client to connect");
-    }
-    return fd;
-  } catch (err) {
-    close(fd);
-    throw err;
-  }
 }
 
 /**

@@ -1,0 +1,205 @@
+/**
+ * The web `Request` that `serve()` hands to a fetch handler, built on first
+ * need.
+ *
+ * `new Request(url, { headers })` costs about 5 µs (URL parsing, header
+ * validation, the body and signal machinery), more than the engine spends
+ * on the whole request. Most handlers read `method` and `url`, maybe a
+ * header, and never touch the rest. A {@linkcode LazyRequest} answers those
+ * from the parsed head, and turns into a real `Request` (kept inside it) the
+ * first time anything else is asked: a body method, `clone()`, or Deno
+ * itself reaching for the request's internals in `fetch(req)` or
+ * `new Request(req)`.
+ *
+ * It is a `Request` as far as code can tell: `req instanceof Request` holds,
+ * every property and method of `Request.prototype` works, and the internal
+ * slots Deno's own functions read are forwarded to the real request. What is
+ * not the same: a `headers` object read before the request became real is a
+ * copy of the real one's (changes made to it after that are not seen by a
+ * `fetch(req)`).
+ *
+ * @module
+ */
+
+import type { HttpRequest, HttpResponse } from "./server.ts";
+
+const NULL_BODY_METHODS = new Set(["GET", "HEAD"]);
+
+/** A web `Request` read lazily from a parsed head; see the module doc. */
+export class LazyRequest {
+  readonly #req: HttpRequest;
+  readonly #res: HttpResponse;
+  readonly #hostname: string;
+  readonly #method: string;
+  readonly #hasBody: boolean;
+  /** Set by `seal()`: the head's bytes may be gone, only these copies remain. */
+  #sealed = false;
+  /** The header fields as `[name, value, name, value, …]`, copied by `seal()` when `headers` was not read yet. */
+  #fields: string[] | null = null;
+  #real: Request | null = null;
+  #url: string | null = null;
+  #headers: Headers | null = null;
+  #signal: AbortController | null = null;
+
+  /** `req` and `res` are the exchange's two sides; `hostname` stands in for a missing `Host`. */
+  constructor(req: HttpRequest, res: HttpResponse, hostname: string) {
+    this.#req = req;
+    this.#res = res;
+    this.#hostname = hostname;
+    this.#method = req.method;
+    this.#hasBody = req.hasBody;
+  }
+
+  /** The method, as sent. */
+  get method(): string {
+    return this.#method;
+  }
+
+  /** The absolute URL: `http://` + `Host` + the target. */
+  get url(): string {
+    if (this.#url === null) {
+      const req = this.#req;
+      const target = req.url;
+      const host = req.header("host") || this.#hostname;
+      this.#url = target.startsWith("/") ? `http://${host}${target}` : target === "*" ? `http://${host}/` : target;
+    }
+    return this.#url;
+  }
+
+  /** The request headers. */
+  get headers(): Headers {
+    if (this.#real !== null) return this.#real.headers;
+    if (this.#headers === null) {
+      const headers = new Headers();
+      const fields = this.#fields;
+      if (fields !== null) {
+        for (let i = 0; i < fields.length; i += 2) headers.append(fields[i], fields[i + 1]);
+      } else {
+        this.#req.forEachHeader((name, value) => headers.append(name, value));
+      }
+      this.#headers = headers;
+    }
+    return this.#headers;
+  }
+
+  /** The body as a stream (null for GET, HEAD and requests without one). A request with a body becomes real here. */
+  get body(): ReadableStream<Uint8Array> | null {
+    return this.#real === null && !this.#bodyAllowed() ? null : this.materialize().body;
+  }
+
+  /** Whether the body has been read. */
+  get bodyUsed(): boolean {
+    return this.#real === null && !this.#bodyAllowed() ? false : this.materialize().bodyUsed;
+  }
+
+  /** Aborted when the client goes away before the response is complete. */
+  get signal(): AbortSignal {
+    if (this.#real !== null) return this.#real.signal;
+    return this.#abortController().signal;
+  }
+
+  /**
+   * Makes the request independent of the read buffer its head was parsed
+   * from, since the handler may keep it: copies the URL and the header
+   * fields (as strings) unless they were read already. `serve()` calls it
+   * once the handler has returned.
+   */
+  seal(): void {
+    if (this.#sealed) return;
+    if (this.#real === null) {
+      void this.url;
+      if (this.#headers === null) {
+        const fields: string[] = [];
+        this.#req.forEachHeader((name, value) => fields.push(name, value));
+        this.#fields = fields;
+      }
+    }
+    this.#sealed = true;
+  }
+
+  #abortController(): AbortController {
+    if (this.#signal === null) {
+      const controller = new AbortController();
+      this.#res.onAbort(() => controller.abort(new DOMException("The client closed the connection", "AbortError")));
+      this.#signal = controller;
+    }
+    return this.#signal;
+  }
+
+  #bodyAllowed(): boolean {
+    return this.#hasBody && !NULL_BODY_METHODS.has(this.#method);
+  }
+
+  /** The body as a stream, for the real request. A request with a body keeps its exchange until the body is read. */
+  #bodyStream(): ReadableStream<Uint8Array> {
+    const req = this.#req;
+    // Backpressure: reading the connection pauses while the stream's queue is full.
+    return new ReadableStream<Uint8Array>({
+      start(controller) {
+        req.readBody((chunk) => {
+          controller.enqueue(chunk.slice());
+          if ((controller.desiredSize ?? 1) <= 0) req.pause();
+        }, () => controller.close());
+      },
+      pull() {
+        req.resume();
+      },
+    }, new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }));
+  }
+
+  /** The real `Request`, made now if it was not yet. */
+  materialize(): Request {
+    if (this.#real === null) {
+      const init: RequestInit = { method: this.method, headers: this.headers, signal: this.signal };
+      if (this.#bodyAllowed()) init.body = this.#bodyStream();
+      this.#real = new Request(this.url, init);
+    }
+    return this.#real;
+  }
+}
+
+// A LazyRequest is a Request: it inherits Request.prototype, and what it does not answer itself is answered by
+// the real request. That covers the public members (`clone()`, `text()`, `cache`, …) and the symbol-keyed slots
+// Deno's own code reads on a Request (`fetch(req)`, `new Request(req)`, `req.text()` via its body mixin).
+Object.setPrototypeOf(LazyRequest.prototype, Request.prototype);
+const own = new Set<PropertyKey>(Reflect.ownKeys(LazyRequest.prototype));
+const realOf = (self: unknown): Request => (self as LazyRequest).materialize();
+for (const key of Reflect.ownKeys(Request.prototype)) {
+  if (own.has(key) || key === "constructor" || key === Symbol.toStringTag) continue;
+  const d = Object.getOwnPropertyDescriptor(Request.prototype, key)!;
+  if (typeof d.value === "function") {
+    const method = d.value as (...args: unknown[]) => unknown;
+    Object.defineProperty(LazyRequest.prototype, key, {
+      value: function (this: unknown, ...args: unknown[]) {
+        return method.apply(realOf(this), args);
+      },
+      writable: true,
+      configurable: true,
+    });
+  } else if (d.get !== undefined) {
+    const get = d.get;
+    const set = d.set;
+    Object.defineProperty(LazyRequest.prototype, key, {
+      get(this: unknown) {
+        return get.call(realOf(this));
+      },
+      set: set === undefined ? undefined : function (this: unknown, v: unknown) {
+        set.call(realOf(this), v);
+      },
+      configurable: true,
+    });
+  }
+}
+// The slots a Request keeps on itself (its inner request, headers, signal, the brand Deno's checks look for).
+for (const key of Object.getOwnPropertySymbols(new Request("http://probe.invalid/"))) {
+  if (own.has(key)) continue;
+  Object.defineProperty(LazyRequest.prototype, key, {
+    get(this: unknown) {
+      return (realOf(this) as unknown as Record<symbol, unknown>)[key];
+    },
+    set(this: unknown, v: unknown) {
+      (realOf(this) as unknown as Record<symbol, unknown>)[key] = v;
+    },
+    configurable: true,
+  });
+}
