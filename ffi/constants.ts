@@ -83,3 +83,6 @@ export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
+
+// getrlimit(2)
+export const RLIMIT_NOFILE = 7;

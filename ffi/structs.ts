@@ -35,6 +35,9 @@ export const IOVEC_SIZE = 16;
 /** Size of `struct msghdr` (LP64): name@0, namelen@8, iov@16, iovlen@24, control@32, controllen@40, flags@48. */
 export const MSGHDR_SIZE = 56;
 
+/** Size of `struct rlimit` (`rlim_t rlim_cur; rlim_t rlim_max`, two 64-bit words). */
+export const RLIMIT_SIZE = 16;
+
 /** Size of `struct sockaddr_in`. */
 export const SOCKADDR_IN_SIZE = 16;
 /** Size of `struct sockaddr_in6`. */

@@ -49,7 +49,14 @@ import {
   SOCK_NONBLOCK,
   SOL_SOCKET,
 } from "./constants.ts";
-import { decodeSockaddr, IOVEC_SIZE, MSGHDR_SIZE, SOCKADDR_STORAGE_SIZE, type SocketAddress } from "./structs.ts";
+import {
+  decodeSockaddr,
+  IOVEC_SIZE,
+  MSGHDR_SIZE,
+  RLIMIT_SIZE,
+  SOCKADDR_STORAGE_SIZE,
+  type SocketAddress,
+} from "./structs.ts";
 
 const { EINTR, EAGAIN, EINPROGRESS, ECONNABORTED } = Errno;
 
@@ -560,4 +567,77 @@ export function sendTo(fd: number, buf: Uint8Array, addr: Uint8Array, addrLen: n
     n = ioResult(sym.sendto(fd, buf, buf.byteLength, flags, addr, addrLen), "sendto", "send on", fd);
   } while (n === RETRY);
   return n;
+}
+
+// ---------------------------------------------------------------- resource limits
+
+/** A resource limit: soft (enforced) and hard (the ceiling for the soft one); `Infinity` is `RLIM_INFINITY`. */
+export interface ResourceLimit {
+  /** `rlim_cur`: the limit the kernel enforces. */
+  soft: number;
+  /** `rlim_max`: how high an unprivileged process may raise `soft`. */
+  hard: number;
+}
+
+// struct rlimit { rlim_t rlim_cur; rlim_t rlim_max; }: two u64 words. RLIM_INFINITY is all ones.
+const rlimitWords = new BigUint64Array(RLIMIT_SIZE / 8);
+const rlimitBytes = new Uint8Array(rlimitWords.buffer);
+const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
+
+function fromRlim(v: bigint): number {
+  return v === RLIM_INFINITY ? Infinity : Number(v);
+}
+
+function toRlim(v: number, what: string): bigint {
+  if (v === Infinity) return RLIM_INFINITY;
+  if (!Number.isSafeInteger(v) || v < 0) {
+    throw new RangeError(`${what} must be a non-negative integer or Infinity, got ${v}`);
+  }
+  return BigInt(v);
+}
+
+/**
+ * `getrlimit(resource)`: the soft and hard limits, e.g. of `RLIMIT_NOFILE`.
+ *
+ * @param resource An `RLIMIT_*` constant.
+ * @returns The limits; `Infinity` stands for `RLIM_INFINITY`.
+ * @throws {OSError} EINVAL for an unknown resource.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { getRlimit, RLIMIT_NOFILE } from "@fdloop/fdloop/ffi";
+ * const { soft, hard } = getRlimit(RLIMIT_NOFILE);
+ * assert.ok(soft <= hard);
+ * ```
+ */
+export function getRlimit(resource: number): ResourceLimit {
+  if (sym.getrlimit(resource, rlimitBytes) < 0) {
+    throw osError(errnoView[0], "getrlimit", `Cannot get resource limit ${resource}`);
+  }
+  return { soft: fromRlim(rlimitWords[0]), hard: fromRlim(rlimitWords[1]) };
+}
+
+/**
+ * `setrlimit(resource, {soft, hard})`. An unprivileged process may move
+ * `soft` anywhere up to `hard` and may lower `hard`, never raise it.
+ *
+ * @param resource An `RLIMIT_*` constant.
+ * @param limit The new limits; `Infinity` stands for `RLIM_INFINITY`.
+ * @throws {OSError} EPERM when raising `hard` without privilege, EINVAL when `soft > hard`.
+ * @throws {RangeError} for a negative or fractional limit.
+ * @example
+ * ```ts
+ * import { getRlimit, RLIMIT_NOFILE, setRlimit } from "@fdloop/fdloop/ffi";
+ * const limit = getRlimit(RLIMIT_NOFILE);
+ * setRlimit(RLIMIT_NOFILE, { soft: limit.hard, hard: limit.hard }); // as many fds as allowed
+ * setRlimit(RLIMIT_NOFILE, limit); // and back
+ * ```
+ */
+export function setRlimit(resource: number, limit: ResourceLimit): void {
+  rlimitWords[0] = toRlim(limit.soft, "The soft limit");
+  rlimitWords[1] = toRlim(limit.hard, "The hard limit");
+  if (sym.setrlimit(resource, rlimitBytes) < 0) {
+    const e = errnoView[0];
+    throw osError(e, "setrlimit", `Cannot set resource limit ${resource} to soft ${limit.soft}, hard ${limit.hard}`);
+  }
 }

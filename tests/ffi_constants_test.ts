@@ -27,6 +27,7 @@ const HEADERS = [
   "sys/eventfd.h",
   "errno.h",
   "sys/un.h",
+  "sys/resource.h",
   "netdb.h",
   "stddef.h",
   "stdio.h",
@@ -54,6 +55,7 @@ const STRUCT_EXPRS: Record<string, string> = {
   SOCKADDR_UN_SIZE: "sizeof(struct sockaddr_un)",
   UNIX_PATH_MAX: "sizeof(((struct sockaddr_un *)0)->sun_path) - 1",
   SOCKADDR_STORAGE_SIZE: "sizeof(struct sockaddr_storage)",
+  RLIMIT_SIZE: "sizeof(struct rlimit)",
 };
 
 /** Layout facts the code relies on without exporting a constant for them. */
@@ -68,6 +70,9 @@ const LAYOUT: { name: string; expr: string; expected: number }[] = [
   { name: "offsetof(struct pollfd, revents)", expr: "offsetof(struct pollfd, revents)", expected: 6 },
   { name: "offsetof(struct timeval, tv_usec)", expr: "offsetof(struct timeval, tv_usec)", expected: 8 },
   { name: "offsetof(struct iovec, iov_len)", expr: "offsetof(struct iovec, iov_len)", expected: 8 },
+  // ffi/syscalls.ts getRlimit()/setRlimit() read rlim_cur as 64-bit word 0 and rlim_max as word 1.
+  { name: "offsetof(struct rlimit, rlim_max)", expr: "offsetof(struct rlimit, rlim_max)", expected: 8 },
+  { name: "sizeof(rlim_t)", expr: "sizeof(rlim_t)", expected: 8 },
   // ffi/syscalls.ts sendChunks() writes msg_iov as 64-bit word 2 and msg_iovlen as word 3.
   { name: "offsetof(struct msghdr, msg_iov)", expr: "offsetof(struct msghdr, msg_iov)", expected: 16 },
   { name: "offsetof(struct msghdr, msg_iovlen)", expr: "offsetof(struct msghdr, msg_iovlen)", expected: 24 },
