@@ -1,0 +1,48 @@
+/**
+ * http/response.ts: the byte buffer response heads and small bodies are
+ * written into. Its text() copies short ASCII strings by hand and hands the
+ * rest to TextEncoder: both must give TextEncoder's bytes.
+ */
+
+import assert from "node:assert/strict";
+import { OutBuffer } from "../http/response.ts";
+
+const encoder = new TextEncoder();
+
+Deno.test("OutBuffer.text() writes the UTF-8 of ASCII, mixed, non-ASCII, long and surrogate-pair strings", () => {
+  const cases = [
+    "",
+    "Hello, World!",
+    "é",
+    "héllo",
+    "abc\u0080def",
+    "日本語",
+    "x".repeat(255) + "é",
+    "y".repeat(300),
+    "z".repeat(299) + "ü",
+    "emoji 😀 pair",
+    "\u007f\u0000 edges",
+  ];
+  for (const s of cases) {
+    const out = new OutBuffer(4);
+    out.text("<");
+    out.text(s);
+    out.text(">");
+    assert.deepEqual(out.view(), encoder.encode(`<${s}>`), JSON.stringify(s));
+  }
+});
+
+Deno.test("OutBuffer grows, keeping what it holds, and writes decimals and hex", () => {
+  const out = new OutBuffer(2);
+  out.text("len=");
+  out.decimal(0);
+  out.text(",");
+  out.decimal(1234567890);
+  out.text(",");
+  out.hex(255);
+  out.crlf();
+  out.put(encoder.encode("tail"));
+  assert.equal(new TextDecoder().decode(out.view()), "len=0,1234567890,ff\r\ntail");
+  out.clear();
+  assert.equal(out.view().byteLength, 0);
+});
