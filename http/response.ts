@@ -22,6 +22,7 @@ export class OutBuffer {
   bytes: Uint8Array;
   /** Bytes used. */
   length = 0;
+  #view: Uint8Array = new Uint8Array(0);
 
   /** @param capacity Initial size in bytes. */
   constructor(capacity = 16 * 1024) {
@@ -96,7 +97,10 @@ export class OutBuffer {
 
   /** The bytes written so far (a view: valid until the next write). */
   view(): Uint8Array {
-    return this.bytes.subarray(0, this.length);
+    // Responses of one size in a row share one view object (a typed array view costs ~25-50 ns).
+    const v = this.#view;
+    if (v.byteLength === this.length && v.buffer === this.bytes.buffer) return v;
+    return this.#view = this.bytes.subarray(0, this.length);
   }
 
   /** Forgets the contents, keeping the memory. */
@@ -218,12 +222,47 @@ export class PreparedHeaders {
       : Object.entries(headers as Record<string, string>);
     let text = "";
     const names = new Set<string>();
+    let flags = 0;
     for (const [name, value] of entries) {
       checkHeader(name, value);
       text += `${name}: ${value}\r\n`;
-      names.add(name.toLowerCase());
+      const lower = name.toLowerCase();
+      names.add(lower);
+      flags |= headerFlags(lower, value);
     }
     this.bytes = encoder.encode(text);
     this.names = names;
+    this._flags = flags;
+  }
+
+  /** @ignore What the engine must know about these headers (`F_*` bits of {@linkcode headerFlags}), computed once. */
+  readonly _flags: number;
+}
+
+/** The handler set `Connection`. */
+export const F_CONNECTION = 1;
+/** The handler's `Connection` lists `close`. */
+export const F_CLOSE = 2;
+/** The handler framed the body itself (`Content-Length` or `Transfer-Encoding`). */
+export const F_LENGTH = 4;
+/** The handler set `Date`. */
+export const F_DATE = 8;
+/** The handler set `Content-Type`. */
+export const F_TYPE = 16;
+
+/** What a header line the handler sets means to the engine: a set of `F_*` bits (0 for most names). */
+export function headerFlags(lowerName: string, value: string): number {
+  switch (lowerName) {
+    case "connection":
+      return /\bclose\b/i.test(value) ? F_CONNECTION | F_CLOSE : F_CONNECTION;
+    case "content-length":
+    case "transfer-encoding":
+      return F_LENGTH;
+    case "date":
+      return F_DATE;
+    case "content-type":
+      return F_TYPE;
+    default:
+      return 0;
   }
 }

@@ -20,7 +20,19 @@ import type { Connection, ListenOptions, Server, SocketAddress } from "../net/mo
 import { listen } from "../net/mod.ts";
 import type { Reactor } from "../reactor/mod.ts";
 import { DEFAULT_LIMITS, type ParserHandler, type ParserLimits, RequestHead, RequestParser } from "./parser.ts";
-import { checkHeader, dateHeader, OutBuffer, PreparedHeaders, statusLine } from "./response.ts";
+import {
+  checkHeader,
+  dateHeader,
+  F_CLOSE,
+  F_CONNECTION,
+  F_DATE,
+  F_LENGTH,
+  F_TYPE,
+  headerFlags,
+  OutBuffer,
+  PreparedHeaders,
+  statusLine,
+} from "./response.ts";
 import { reasonPhrase } from "./status.ts";
 
 const encoder = new TextEncoder();
@@ -177,7 +189,9 @@ class Exchange implements HttpRequest, HttpResponse {
   status = 200;
   head: RequestHead;
   readonly conn: HttpConnection;
-  /** Extra header lines, already encoded (`setHeader` / `setHeaders`). */
+  /** The first prepared header block, when nothing was set before it (`setHeaders`). */
+  #first: Uint8Array | null = null;
+  /** Further header lines, already encoded (`setHeader` / `setHeaders`), after `#first`. */
   #extra: Uint8Array[] | null = null;
   #extraText = "";
   #userConnection = false;
@@ -316,7 +330,7 @@ class Exchange implements HttpRequest, HttpResponse {
     if (this.#headersSent) throw new Error("Cannot set a header after the head was sent");
     value = String(value);
     checkHeader(name, value);
-    this.#noteName(name.toLowerCase(), value);
+    this.#note(headerFlags(name.toLowerCase(), value));
     this.#extraText += `${name}: ${value}\r\n`;
     return this;
   }
@@ -324,29 +338,22 @@ class Exchange implements HttpRequest, HttpResponse {
   setHeaders(headers: PreparedHeaders): this {
     if (this.#headersSent) throw new Error("Cannot set headers after the head was sent");
     if (!(headers instanceof PreparedHeaders)) throw new TypeError("setHeaders() takes a PreparedHeaders");
-    for (const n of headers.names) this.#noteName(n, "");
+    this.#note(headers._flags);
     this.#flushExtraText();
-    (this.#extra ??= []).push(headers.bytes);
+    // The common case, one prepared block and nothing before it, needs no array.
+    if (this.#first === null && this.#extra === null) this.#first = headers.bytes;
+    else (this.#extra ??= []).push(headers.bytes);
     return this;
   }
 
-  #noteName(lower: string, value: string): void {
-    switch (lower) {
-      case "connection":
-        this.#userConnection = true;
-        if (/\bclose\b/i.test(value)) this.closeAfter = true;
-        break;
-      case "content-length":
-      case "transfer-encoding":
-        this.#userLength = true;
-        break;
-      case "date":
-        this.#userDate = true;
-        break;
-      case "content-type":
-        this.#userType = true;
-        break;
-    }
+  /** Takes note of headers that change what the engine adds (`F_*` bits). */
+  #note(flags: number): void {
+    if (flags === 0) return;
+    if (flags & F_CONNECTION) this.#userConnection = true;
+    if (flags & F_CLOSE) this.closeAfter = true;
+    if (flags & F_LENGTH) this.#userLength = true;
+    if (flags & F_DATE) this.#userDate = true;
+    if (flags & F_TYPE) this.#userType = true;
   }
 
   #flushExtraText(): void {
@@ -461,6 +468,7 @@ class Exchange implements HttpRequest, HttpResponse {
     out.put(statusLine(status, minor));
     if (!this.#userDate) out.put(dateHeader());
     this.#flushExtraText();
+    if (this.#first !== null) out.put(this.#first);
     const extra = this.#extra;
     if (extra !== null) { for (let i = 0; i < extra.length; i++) out.put(extra[i]); }
     if (streaming) this.#streaming = this.#userLength ? 3 : minor === 1 ? 1 : 2;

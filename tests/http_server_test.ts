@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { HttpHandler, HttpRequest, HttpResponse } from "../http/mod.ts";
+import { type HttpHandler, type HttpRequest, type HttpResponse, PreparedHeaders } from "../http/mod.ts";
 import type { BackendName, Reactor } from "../reactor/mod.ts";
 import { BACKENDS } from "./_helpers.ts";
 import { fetchText, httpTest, parseResponses, rawRequest } from "./_http.ts";
@@ -292,5 +292,25 @@ Deno.test("`req.pause()` stops body delivery until `req.resume()`, and the body 
     resumed = true;
     paused!.resume();
     assert.equal((await sending).text, String(total));
+  });
+});
+
+Deno.test("a handler's own `Connection: close`, as a header line or in a prepared block, closes after its response", async () => {
+  const closing = new PreparedHeaders({ "Connection": "close", "content-type": "text/plain" });
+  const handler = (): HttpHandler => (req, res) => {
+    if (req.path === "/prepared") res.setHeaders(closing).end("bye");
+    else if (req.path === "/line") res.setHeader("Connection", "close").end("bye");
+    else res.setHeaders(closing).setHeader("x-after", "1").end("both");
+  };
+  await httpTest("epoll", {}, handler, async ({ port }) => {
+    for (const path of ["/prepared", "/line", "/mixed"]) {
+      // A second request follows on the same connection: it must not be answered.
+      const r = await rawRequest(port, `GET ${path} HTTP/1.1\r\n${H}\r\nGET / HTTP/1.1\r\n${H}\r\n`);
+      assert.deepEqual(r.statuses, [200], path);
+      assert.equal(r.closed, true, `${path}: the server closed`);
+      assert.equal((r.text.match(/^Connection: close\r$/gim) ?? []).length, 1, `${path}: one Connection line`);
+    }
+    const mixed = await rawRequest(port, `GET /mixed HTTP/1.1\r\n${H}\r\n`);
+    assert.match(mixed.text, /Connection: close\r\ncontent-type: text\/plain\r\nx-after: 1\r\n/);
   });
 });
