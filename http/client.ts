@@ -88,26 +88,23 @@ export class HttpClient {
   /** The reactor the connections live on. */
   readonly reactor: Reactor;
   readonly #ownLoop: boolean;
-  readonly #max: number;
-  readonly #idleMs: number;
-  /** @ignore */
-  readonly maxHeaderBytes: number;
-  readonly #pools = new Map<string, HostPool>();
+  readonly #pool: Pool;
 
   /** Makes a pool; close it with {@linkcode HttpClient.close}. */
   constructor(options: HttpClientOptions = {}) {
     this.#ownLoop = options.reactor === undefined;
     this.reactor = options.reactor ?? defaultReactor();
-    this.#max = options.maxConnectionsPerHost ?? 16;
-    this.#idleMs = options.idleTimeout ?? 4000;
-    this.maxHeaderBytes = options.maxHeaderBytes ?? 64 * 1024;
+    this.#pool = new Pool(
+      this.reactor,
+      options.maxConnectionsPerHost ?? 16,
+      options.idleTimeout ?? 4000,
+      options.maxHeaderBytes ?? 64 * 1024,
+    );
   }
 
   /** Connections open now (in use and idle). */
   get connectionCount(): number {
-    let n = 0;
-    for (const p of this.#pools.values()) n += p.count;
-    return n;
+    return this.#pool.connectionCount;
   }
 
   /**
@@ -122,12 +119,41 @@ export class HttpClient {
     if (target.protocol !== "http:") throw new TypeError(`Cannot fetch ${target.href}: only http: URLs are supported`);
     options.signal?.throwIfAborted();
     const release = this.#ownLoop ? holdRunning(this.reactor) : () => {};
-    const ex = new ClientExchange(this, target, options, release);
+    const ex = new ClientExchange(this.#pool, target, options, release);
     return await ex.start();
   }
 
   /** Closes every idle connection; connections in use close when their exchange ends. */
   close(): void {
+    this.#pool.closeIdle();
+  }
+}
+
+/** The keep-alive connections of one {@linkcode HttpClient}, per host and port. */
+class Pool {
+  readonly reactor: Reactor;
+  readonly #max: number;
+  readonly #idleMs: number;
+  /** The largest response head accepted. */
+  readonly maxHeaderBytes: number;
+  readonly #pools = new Map<string, HostPool>();
+
+  constructor(reactor: Reactor, maxPerHost: number, idleMs: number, maxHeaderBytes: number) {
+    this.reactor = reactor;
+    this.#max = maxPerHost;
+    this.#idleMs = idleMs;
+    this.maxHeaderBytes = maxHeaderBytes;
+  }
+
+  /** Connections open now (in use and idle). */
+  get connectionCount(): number {
+    let n = 0;
+    for (const p of this.#pools.values()) n += p.count;
+    return n;
+  }
+
+  /** Closes every idle connection. */
+  closeIdle(): void {
     for (const pool of this.#pools.values()) {
       for (const pc of pool.idle.splice(0)) {
         pc.idleTimer?.cancel();
@@ -136,7 +162,7 @@ export class HttpClient {
     }
   }
 
-  /** @ignore A connection for `key`: an idle one, a new one, or (at the cap) the next one released. */
+  /** A connection for `key`: an idle one, a new one, or (at the cap) the next one released. */
   async acquire(host: string, port: number, connectTimeout: number, signal?: AbortSignal): Promise<PooledConnection> {
     const key = `${host}:${port}`;
     let pool = this.#pools.get(key);
@@ -162,7 +188,7 @@ export class HttpClient {
     }
   }
 
-  /** @ignore The exchange on `pc` is over: keep the connection for the next request, or close it. */
+  /** The exchange on `pc` is over: keep the connection for the next request, or close it. */
   release(pc: PooledConnection, reusable: boolean): void {
     pc.active = null;
     pc.served++;
@@ -199,7 +225,7 @@ const R_DONE = 7;
 
 /** One request on one pooled connection, and the parsing of its response. */
 class ClientExchange {
-  readonly #client: HttpClient;
+  readonly #pool: Pool;
   readonly #url: URL;
   readonly #options: RequestOptions;
   readonly #release: () => void;
@@ -221,8 +247,8 @@ class ClientExchange {
   #requestSent = false;
   readonly #onAbort = () => this.#fail(this.#options.signal?.reason ?? new DOMException("Aborted", "AbortError"));
 
-  constructor(client: HttpClient, url: URL, options: RequestOptions, release: () => void) {
-    this.#client = client;
+  constructor(pool: Pool, url: URL, options: RequestOptions, release: () => void) {
+    this.#pool = pool;
     this.#url = url;
     this.#options = options;
     this.#release = release;
@@ -237,7 +263,7 @@ class ClientExchange {
     const { signal, timeout } = this.#options;
     signal?.addEventListener("abort", this.#onAbort, { once: true });
     if (timeout !== undefined) {
-      this.#timer = this.#client.reactor.callLater(timeout, () => {
+      this.#timer = this.#pool.reactor.callLater(timeout, () => {
         this.#fail(new DOMException(`The request to ${this.#url.href} timed out after ${timeout} ms`, "TimeoutError"));
       });
     }
@@ -251,13 +277,13 @@ class ClientExchange {
     const port = url.port === "" ? 80 : Number(url.port);
     let pc: PooledConnection;
     try {
-      pc = await this.#client.acquire(host, port, this.#options.connectTimeout ?? 10_000, this.#options.signal);
+      pc = await this.#pool.acquire(host, port, this.#options.connectTimeout ?? 10_000, this.#options.signal);
     } catch (err) {
       this.#fail(err);
       return;
     }
     if (this.#finished) {
-      this.#client.release(pc, !pc.conn.connecting && !pc.conn.destroyed);
+      this.#pool.release(pc, !pc.conn.connecting && !pc.conn.destroyed);
       return;
     }
     this.#pc = pc;
@@ -353,7 +379,7 @@ class ClientExchange {
     ) {
       this.#retried = true;
       this.#detach();
-      this.#client.release(pc, false);
+      this.#pool.release(pc, false);
       void this.#begin();
       return;
     }
@@ -368,7 +394,7 @@ class ClientExchange {
           const joined = this.#head.length === 0 ? chunk.subarray(p) : concat(this.#head, chunk.subarray(p));
           const end = findHeadEnd(joined);
           if (end < 0) {
-            if (joined.length > this.#client.maxHeaderBytes) throw new Error("The response head is too large");
+            if (joined.length > this.#pool.maxHeaderBytes) throw new Error("The response head is too large");
             this.#head = joined.slice();
             return;
           }
@@ -530,7 +556,7 @@ class ClientExchange {
     this.#options.signal?.removeEventListener("abort", this.#onAbort);
     const pc = this.#pc;
     this.#detach();
-    if (pc !== null) this.#client.release(pc, reusable);
+    if (pc !== null) this.#pool.release(pc, reusable);
     this.#release();
   }
 }
