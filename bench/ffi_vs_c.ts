@@ -6,13 +6,18 @@
  * Compiles `bench/c/ffi_baseline.c` with `cc -O2` into a temporary directory,
  * then alternates rounds: the C program, then the Deno loops (each warmed up
  * with 1/100 of its iterations, like the C side). Prints the median ns/op per
- * call with the min–max over the rounds, and Deno/C. Not pinned to a core:
- * run under `taskset -c 1` for steadier numbers.
+ * call with the min–max over the rounds, and Deno/C, as a Markdown table
+ * (coloured on a terminal), progress on stderr, and writes the figures with
+ * the run's metadata to `bench/results/ffi_vs_c.json` (rendered into
+ * `bench/RESULTS.md`). Not pinned to a core: run under `taskset -c 1` for
+ * steadier numbers.
  *
  * @module
  */
 
 import { AF_UNIX, close, EPOLL_EVENT_SIZE, epollCreate, F_GETFD, SOCK_STREAM, socketpair, sym } from "../ffi/mod.ts";
+import { median, Progress, runMeta, spreadOf } from "./_meta.ts";
+import { type FfiRow, ffiTable, RESULTS_DIR, writeResults } from "./results.ts";
 
 const iterations = Number(Deno.args[0] ?? 1_000_000);
 const rounds = Number(Deno.args[1] ?? 3);
@@ -60,11 +65,11 @@ async function runC(exe: string): Promise<Map<string, number>> {
   return new Map(lines.map((l) => l.split("\t")).map(([name, ns]) => [name, Number(ns)]));
 }
 
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-const fmt = (xs: number[]) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`;
-
+const meta = runMeta();
+const progress = new Progress("ffi_vs_c");
 try {
   const exe = `${dir}/ffi_baseline`;
+  progress.step(`compiling bench/c/ffi_baseline.c (cc -O2, ${meta.versions.cc ?? "unknown cc"})`);
   const cc = await new Deno.Command("cc", { args: ["-O2", "-Wall", "-o", exe, source], stderr: "piped" }).output();
   if (cc.code !== 0) throw new Error(`cc failed:\n${new TextDecoder().decode(cc.stderr)}`);
 
@@ -72,20 +77,35 @@ try {
   const c = new Map<string, number[]>();
   const deno = new Map<string, number[]>();
   for (let r = 0; r < rounds; r++) {
+    progress.round(r + 1, rounds, `C (${iterations} iterations per call)`);
     for (const [name, ns] of await runC(exe)) c.set(name, [...(c.get(name) ?? []), ns]);
+    progress.round(r + 1, rounds, `Deno FFI (${iterations} iterations per call)`);
     for (const [name, op] of loops) deno.set(name, [...(deno.get(name) ?? []), timeLoop(op)]);
   }
 
   console.log(
     `${iterations} iterations, ${rounds} rounds; median ns/op (min–max); ${Deno.version.deno}, ${Deno.build.arch}`,
   );
-  console.log("| call | C ns/op | Deno FFI ns/op | Deno / C |");
-  console.log("| --- | ---: | ---: | ---: |");
+  const results: FfiRow[] = [];
   for (const [name, ds] of deno) {
     const cs = c.get(name);
     if (!cs) throw new Error(`the C program printed no line for ${name}`);
-    console.log(`| ${name} | ${fmt(cs)} | ${fmt(ds)} | ${(median(ds) / median(cs)).toFixed(2)}× |`);
+    const ratio = median(ds) / median(cs);
+    results.push({ call: name, c: { ...spreadOf(cs), rounds: cs }, deno: { ...spreadOf(ds), rounds: ds }, ratio });
   }
+  console.log(ffiTable(results));
+  await writeResults(new URL("ffi_vs_c.json", RESULTS_DIR), {
+    ...meta,
+    settings: {
+      iterations,
+      rounds,
+      arch: Deno.build.arch,
+      method: "each round runs the C program (cc -O2) then the Deno FFI loops; every loop is warmed up with 1/100 " +
+        "of its iterations, then timed over all of them; median ns/op over rounds, min–max; ratio: Deno median ÷ " +
+        "C median",
+    },
+    results,
+  });
 } finally {
   for (const fd of resources) close(fd);
   await Deno.remove(dir, { recursive: true });

@@ -40,7 +40,8 @@
  * @module
  */
 
-import { styleText } from "node:util";
+import { formatNs, loadAverage, median, pad, paint, Progress, runMeta, which } from "./_meta.ts";
+import { writeResults } from "./results.ts";
 import {
   AF_UNIX,
   close,
@@ -57,6 +58,8 @@ import {
 } from "../ffi/mod.ts";
 import { createSelector } from "../reactor/default.ts";
 import { type BackendName, EVENT_READ, type Selector } from "../reactor/selector.ts";
+
+export { formatNs, median };
 
 // ---------------------------------------------------------------- settings
 
@@ -194,13 +197,6 @@ export function roundRatio(a: Pick<Point, "rounds">, b: Pick<Point, "rounds">): 
   return median(ratios);
 }
 
-/** Median of a non-empty list. */
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 // ---------------------------------------------------------------- results
 
 /** One point of a series: the median and range over rounds. */
@@ -255,12 +251,6 @@ export function seriesLabel(impl: Series["impl"], mechanism: BackendName): strin
 
 function escapeXml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-}
-
-/** `1234` → `"1.23 µs"`, with up to three significant digits. */
-export function formatNs(ns: number): string {
-  const [v, unit] = ns >= 1e6 ? [ns / 1e6, "ms"] : ns >= 1e3 ? [ns / 1e3, "µs"] : [ns, "ns"];
-  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${unit}`;
 }
 
 function decadeLabel(ns: number): string {
@@ -466,16 +456,6 @@ function parseArgs(args: string[]): Options {
   return o;
 }
 
-const useColour = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
-type Style = Parameters<typeof styleText>[0];
-function paint(style: Style, text: string): string {
-  return useColour ? styleText(style, text, { validateStream: false }) : text;
-}
-
-function progress(text: string): void {
-  console.error(`scaling: ${text}`);
-}
-
 /** Open descriptors, by probing numbers below the soft limit (no /proc permission needed). */
 function openFdCount(limit: number): number {
   let n = 0;
@@ -538,45 +518,6 @@ async function runPython(
   return JSON.parse(text.decode(out.stdout));
 }
 
-function which(name: string): string | null {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (!dir) continue;
-    try {
-      if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
-    } catch { /* not here */ }
-  }
-  return null;
-}
-
-function readText(path: string): string {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch {
-    return "";
-  }
-}
-
-/** The 1, 5 and 15 minute load averages, as `/proc/loadavg` prints them. */
-function loadAverage(): string {
-  return readText("/proc/loadavg").split(" ").slice(0, 3).join(" ") || "unknown";
-}
-
-function machine(): { cpu: string; cores: number; kernel: string } {
-  const cpu = /^model name\s*:\s*(.*)$/m.exec(readText("/proc/cpuinfo"))?.[1]?.trim() ?? "unknown";
-  return {
-    cpu,
-    cores: navigator.hardwareConcurrency,
-    kernel: readText("/proc/sys/kernel/osrelease").trim() || "unknown",
-  };
-}
-
-function pad(s: string, w: number, right = true): string {
-  // Pad by visible length (styleText adds escape codes).
-  // deno-lint-ignore no-control-regex
-  const len = s.replace(/\x1b\[[0-9;]*m/g, "").length;
-  return right ? " ".repeat(Math.max(0, w - len)) + s : s + " ".repeat(Math.max(0, w - len));
-}
-
 /** The terminal table: per N, ns per call of each series, then CPython ÷ fdloop per mechanism; growth last. */
 export function formatTable(series: Series[], sizes: readonly number[]): string {
   const find = (impl: Series["impl"], mech: BackendName) => series.find((s) => s.impl === impl && s.mechanism === mech);
@@ -636,7 +577,9 @@ export function formatTable(series: Series[], sizes: readonly number[]): string 
 
 async function main(): Promise<void> {
   const o = parseArgs(Deno.args);
-  const m = machine();
+  const meta = runMeta();
+  const m = meta.machine;
+  const progress = new Progress("scaling");
   const python = o.python ? which("python3") : null;
   if (o.python && !python) console.log("note: python3 is not on PATH: the CPython columns are skipped");
 
@@ -654,7 +597,7 @@ async function main(): Promise<void> {
     sizes = [...new Set(o.sizes.map((n) => Math.min(n, cap)))];
   }
 
-  progress(`opening ${sizes.at(-1)! + 2} fds (${sizes.at(-1)! / 2 + 1} socketpairs)`);
+  progress.step(`opening ${sizes.at(-1)! + 2} fds (${sizes.at(-1)! / 2 + 1} socketpairs)`);
   const fds = openFdSet(sizes.at(-1)!);
   console.log(
     `fds: ready ${fds.ready}, idle ${fds.idle[0]}…${fds.idle.at(-1)} (both ends of ${fds.idle.length / 2} socketpairs)`,
@@ -671,14 +614,14 @@ async function main(): Promise<void> {
   const loadBefore = loadAverage();
   try {
     // The first ~200 calls of each FFI symbol are slow: warm every backend's wait up once.
-    progress("warming up every backend (50 ms each at the smallest N)");
+    progress.step("warming up every backend (50 ms each at the smallest N)");
     for (const b of MECHANISMS) sampleBackend(b, fds, sizes[0], { warmupMs: 40, sampleMs: 10 });
 
     for (let r = 0; r < o.rounds; r++) {
       // Rotate the backends and alternate the direction of N, so no size is always measured first.
       const order = MECHANISMS.map((_, i) => MECHANISMS[(i + r) % MECHANISMS.length]);
       const idx = sizes.map((_, i) => (r % 2 ? sizes.length - 1 - i : i));
-      progress(`round ${r + 1}/${o.rounds}: fdloop ${order.join(", ")} at N = ${idx.map((i) => sizes[i]).join(", ")}`);
+      progress.round(r + 1, o.rounds, `fdloop ${order.join(", ")} at N = ${idx.map((i) => sizes[i]).join(", ")}`);
       // Caches and branch predictors went cold while python3 ran: a short untimed pass first.
       if (r > 0) { for (const b of MECHANISMS) sampleBackend(b, fds, sizes[0], { warmupMs: 2, sampleMs: 1 }); }
       for (const i of idx) {
@@ -694,7 +637,7 @@ async function main(): Promise<void> {
         }
       }
       if (python) {
-        progress(`round ${r + 1}/${o.rounds}: CPython (${python} bench/scaling_selectors.py)`);
+        progress.round(r + 1, o.rounds, `CPython (${python} bench/scaling_selectors.py)`);
         const res = await runPython(python, sizes, o.timing);
         pyVersion = res.python;
         pyRlimit = res.rlimit;
@@ -772,13 +715,11 @@ async function main(): Promise<void> {
   console.log(paint("dim", `load average before ${loadBefore}, after ${loadAfter} (a shared machine is noisy)`));
 
   // JSON and SVG.
-  const denoArgs = Deno.args.length ? ` ${Deno.args.join(" ")}` : "";
   const results = {
-    date: new Date().toISOString(),
-    command: `deno run -A bench/scaling.ts${denoArgs}`,
+    ...meta,
     task: "deno task bench:scaling",
-    machine: m,
-    versions: { deno: Deno.version.deno, v8: Deno.version.v8, python: pyVersion },
+    // The Python that ran the CPython side (null with --no-python).
+    versions: { ...meta.versions, python: pyVersion },
     settings: {
       rounds: o.rounds,
       sizes,
@@ -830,8 +771,7 @@ async function main(): Promise<void> {
       })),
     },
   };
-  Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
-  Deno.writeTextFileSync(o.json, JSON.stringify(results, null, 2) + "\n");
+  await writeResults(o.json, results);
   const day = results.date.slice(0, 10);
   const svg = renderScalingSvg({
     series,

@@ -20,13 +20,17 @@
  * server burns no CPU: that is measured too (before, during others' slices,
  * and after).
  *
- * Prints a Markdown table to stdout (progress to stderr) and writes the
- * figures as JSON to `bench/results/http_load.json`.
+ * Prints a Markdown table to stdout (coloured when stdout is a terminal and
+ * `NO_COLOR` is unset; progress to stderr) and writes the figures with the
+ * run's metadata as JSON to `bench/results/http_load.json`, which renders
+ * them into `bench/RESULTS.md`.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import { median, paint, Progress, runMeta, spreadOf } from "../_meta.ts";
+import { type HttpSummary, httpTable, writeResults } from "../results.ts";
 import { CLK_TCK, commandOutput, cpus, cpuTimes, haveTaskset, pinned } from "./_proc.ts";
 
 const HERE = new URL("./", import.meta.url);
@@ -353,33 +357,8 @@ async function idleCheck(servers: Server[], seconds: number): Promise<Record<str
 
 // ---------------------------------------------------------------- statistics and the table
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
-
-interface Summary {
-  server: string;
-  label: string;
-  rate: { median: number; min: number; max: number };
-  cpuUs: { median: number; min: number; max: number };
-  userUs: number;
-  sysUs: number;
-  /** Median over rounds of this server's req/s ÷ Deno.serve's in the same round. */
-  rateVsDeno: { median: number; min: number; max: number } | null;
-  /** Median over rounds of this server's CPU/request ÷ Deno.serve's in the same round. */
-  cpuVsDeno: { median: number; min: number; max: number } | null;
-  serverPct: number;
-  loadCorePct: number;
-  otherPct: number;
-  errors: number;
-  non2xx: number;
-}
-
-function stats(xs: number[]): { median: number; min: number; max: number } {
-  return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
-}
+/** One server's figures over a scenario (the rows of `summary` in the JSON). */
+type Summary = HttpSummary;
 
 function summarize(slices: Slice[]): Summary[] {
   return names.map((name) => {
@@ -390,13 +369,13 @@ function summarize(slices: Slice[]): Summary[] {
         const base = slices.find((b) => b.server === BASELINE && b.round === s.round)!;
         return pick(s) / pick(base);
       });
-      return stats(rs);
+      return spreadOf(rs);
     };
     return {
       server: name,
       label: SERVERS[name].label,
-      rate: stats(mine.map((s) => s.rate)),
-      cpuUs: stats(mine.map((s) => s.cpuUs)),
+      rate: spreadOf(mine.map((s) => s.rate)),
+      cpuUs: spreadOf(mine.map((s) => s.cpuUs)),
       userUs: median(mine.map((s) => s.userUs)),
       sysUs: median(mine.map((s) => s.sysUs)),
       rateVsDeno: ratios((s) => s.rate),
@@ -413,31 +392,17 @@ function summarize(slices: Slice[]): Summary[] {
 const fmtRate = (x: number) => Math.round(x).toLocaleString("en-US");
 const fmtUs = (x: number) => x.toFixed(2);
 const fmtX = (x: number) => `${x.toFixed(2)}×`;
-const spread = (s: { median: number; min: number; max: number }, f: (x: number) => string) =>
-  `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
 
 function table(title: string, summaries: Summary[]): string {
-  const lines = [
-    `### ${title}`,
-    "",
-    "| server | req/s median (min–max) | req/s vs Deno.serve | server CPU µs/req (min–max) | user + sys | CPU/req vs Deno.serve | server CPU | load core | errors |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-  ];
-  for (const s of summaries) {
-    lines.push(
-      `| ${s.label} | ${spread(s.rate, fmtRate)} | ${s.rateVsDeno ? spread(s.rateVsDeno, fmtX) : "—"} | ${
-        spread(s.cpuUs, fmtUs)
-      } | ${fmtUs(s.userUs)} + ${fmtUs(s.sysUs)} | ${s.cpuVsDeno ? spread(s.cpuVsDeno, fmtX) : "—"} | ${
-        s.serverPct.toFixed(0)
-      }% | ${s.loadCorePct.toFixed(0)}% | ${s.errors + s.non2xx} |`,
-    );
-  }
-  return lines.join("\n");
+  return `${paint("bold", `### ${title}`)}\n\n${httpTable(summaries)}`;
 }
 
 // ---------------------------------------------------------------- the run
 
+const meta = runMeta();
+const progress = new Progress("http_run");
 const started = performance.now();
+progress.step(`starting ${names.length} servers: ${names.join(", ")}`);
 const servers = names.map((n) => new Server(n));
 const stopNotes: Record<string, string> = {};
 const scenarios: { name: string; title: string; pipelined: boolean; slices: Slice[] }[] = [];
@@ -445,15 +410,19 @@ let idleBefore: Record<string, number> = {};
 let idleAfter: Record<string, number> = {};
 try {
   for (const s of servers) await s.listening();
-  console.error(`servers up: ${servers.map((s) => `${s.name} :${s.port}`).join(", ")}`);
+  progress.step(`servers up: ${servers.map((s) => `${s.name} :${s.port}`).join(", ")}`);
 
   // Warm up every server (JIT, buffers), plain and pipelined.
   for (const s of servers) {
+    if (warmup > 0) {
+      progress.step(`warming up ${s.name} (${warmup} s${flags["no-pipeline"] ? "" : " + 1 s pipelined"})`);
+    }
     if (warmup > 0) await wrk(s.port, warmup, false);
     if (warmup > 0 && !flags["no-pipeline"]) await wrk(s.port, 1, true);
   }
+  progress.step("measuring idle CPU (2 s)");
   idleBefore = await idleCheck(servers, 2);
-  console.error(
+  progress.step(
     `idle CPU before: ${Object.entries(idleBefore).map(([n, p]) => `${n} ${p.toFixed(1)}%`).join(", ")}`,
   );
 
@@ -477,8 +446,10 @@ try {
       for (const target of order) {
         const r = await measure(servers, target, round, p.pipelined);
         slices.push(r);
-        console.error(
-          `${p.name} round ${round + 1}/${rounds} ${target.name.padEnd(16)} ${fmtRate(r.rate).padStart(9)} req/s  ` +
+        progress.round(
+          round + 1,
+          rounds,
+          `${p.name} ${target.name.padEnd(16)} ${fmtRate(r.rate).padStart(9)} req/s  ` +
             `${fmtUs(r.cpuUs)} µs/req (${fmtUs(r.userUs)} + ${fmtUs(r.sysUs)}, ${r.serverPct.toFixed(0)}% CPU)  ` +
             `load core ${r.loadCorePct.toFixed(0)}%  idle servers ${r.idleOthersPct.toFixed(1)}%  ` +
             `rest ${r.otherPct.toFixed(0)}%${r.errors + r.non2xx ? `  [${r.errors} errors, ${r.non2xx} non-2xx]` : ""}`,
@@ -487,6 +458,7 @@ try {
     }
     scenarios.push({ ...p, slices });
   }
+  progress.step("measuring idle CPU (2 s)");
   idleAfter = await idleCheck(servers, 2);
 } finally {
   for (const s of servers) stopNotes[s.name] = await s.stop();
@@ -494,20 +466,12 @@ try {
 
 // ---------------------------------------------------------------- report
 
-const cpuModel = (Deno.readTextFileSync("/proc/cpuinfo").match(/^model name\s*:\s*(.*)$/m)?.[1] ?? "?").trim();
-const versions = {
-  deno: Deno.version.deno,
-  node: commandOutput("node", ["--version"]),
-  wrk: commandOutput("wrk", ["-v"]).split("\n")[0].split(" ")[1] ?? "?",
-  linux: Deno.osRelease(),
-  cpu: cpuModel,
-  cpus,
-};
-const command = `deno run -A bench/load/http_run.ts ${Deno.args.join(" ")}`.trim();
+const { command, machine, versions } = meta;
 console.log(
   `## HTTP load: ${names.length} servers up at once on CPU ${flags["server-cpu"]}, wrk on CPU ${flags["load-cpu"]}` +
     `${haveTaskset ? "" : " (not pinned: no taskset)"}\n\n` +
-    `\`${command}\` — ${cpuModel}, ${cpus} CPUs, Linux ${versions.linux}, Deno ${versions.deno}, Node ${versions.node}, ` +
+    `\`${command}\` — ${machine.cpu}, ${machine.cores} CPUs, Linux ${machine.kernel}, Deno ${versions.deno}, ` +
+    `Node ${versions.node ?? "(none)"}, ` +
     `wrk ${versions.wrk}. ${slice} s slices after ${warmup} s warm-up, rotated order; medians (min–max) over rounds; ` +
     "ratios are medians of per-round ratios against `Deno.serve` measured in the same round.\n",
 );
@@ -569,40 +533,33 @@ if (piped?.rateVsDeno) {
 }
 if (targets.length) {
   console.log("\nTargets (issue 7):\n");
-  for (const t of targets) console.log(`- ${t.met ? "met" : "MISSED"}: ${t.target} — ${t.value}`);
+  for (const t of targets) {
+    console.log(`- ${t.met ? paint("green", "met") : paint("red", "MISSED")}: ${t.target} — ${t.value}`);
+  }
 }
 const total = (performance.now() - started) / 1000;
 console.log(`\nTotal time ${total.toFixed(0)} s.`);
 
-const outDir = flags.out.includes("/") ? flags.out.slice(0, flags.out.lastIndexOf("/")) : ".";
-await Deno.mkdir(outDir || "/", { recursive: true });
-await Deno.writeTextFile(
+await writeResults(
   flags.out,
-  JSON.stringify(
-    {
-      date: new Date().toISOString(),
-      command,
-      versions,
-      settings: {
-        rounds,
-        sliceSeconds: slice,
-        warmupSeconds: warmup,
-        conns,
-        depth,
-        serverCpu: flags["server-cpu"],
-        loadCpu: flags["load-cpu"],
-        pinned: haveTaskset,
-      },
-      servers: Object.fromEntries(names.map((n) => [n, SERVERS[n].label])),
-      idleCpuPct: { before: idleBefore, after: idleAfter, duringOthersMax: idleDuring },
-      shutdown: stopNotes,
-      summary: results,
-      targets,
-      slices: Object.fromEntries(scenarios.map((sc) => [sc.name, sc.slices])),
-      totalSeconds: total,
+  {
+    ...meta,
+    settings: {
+      rounds,
+      sliceSeconds: slice,
+      warmupSeconds: warmup,
+      conns,
+      depth,
+      serverCpu: flags["server-cpu"],
+      loadCpu: flags["load-cpu"],
+      pinned: haveTaskset,
     },
-    null,
-    2,
-  ) + "\n",
+    servers: Object.fromEntries(names.map((n) => [n, SERVERS[n].label])),
+    idleCpuPct: { before: idleBefore, after: idleAfter, duringOthersMax: idleDuring },
+    shutdown: stopNotes,
+    summary: results,
+    targets,
+    slices: Object.fromEntries(scenarios.map((sc) => [sc.name, sc.slices])),
+    totalSeconds: total,
+  },
 );
-console.error(`wrote ${flags.out}`);

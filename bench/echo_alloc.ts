@@ -1,0 +1,263 @@
+/**
+ * Heap bytes allocated per echo round trip through `Connection`: the method
+ * of `bench/dispatch_alloc.ts` (a forced GC, then `heapUsed` before and
+ * after a batch of work) extended to a whole round trip on loopback inside
+ * one process: a `listen()` server running the echo handler of
+ * `examples/echo.ts` (`data` → `write()`, `pause()` when it returns false,
+ * `resume()` on `drain`), and clients pinging it with 64-byte messages, one
+ * in flight per connection.
+ *
+ * Two kinds of client:
+ * - **raw**: a plain socket on `reactor.addReader()` doing one `recv` and one
+ *   `send` (the bare dispatch path, which `dispatch_alloc.ts` shows
+ *   allocates nothing), so the figure is the server side's alone;
+ * - **Connection**: `connect()` with a `data` listener, so the figure is
+ *   both sides' (about twice one side's).
+ *
+ * Each is driven three ways: `runOnce()` in a loop, `await run()` and
+ * `runSync()`, with 1 and with 50 connections (the load benchmark's).
+ * The target of issue 9 is 0 bytes per round trip on the echo path.
+ *
+ *   deno run --allow-ffi --v8-flags=--expose-gc bench/echo_alloc.ts [--round-trips 4000] [--samples 7]
+ *
+ * Prints a Markdown table; with `-A` (the metadata reads `/proc` and runs
+ * `node`/`cc --version`) it also writes the figures as JSON to
+ * `bench/results/echo_alloc.json` (`--out` to change it):
+ *
+ *   deno run -A --v8-flags=--expose-gc bench/echo_alloc.ts
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { runMeta } from "./_meta.ts";
+import { connect, type Connection, listen, type Server } from "../net/mod.ts";
+import { Reactor } from "../reactor/mod.ts";
+import {
+  AF_INET,
+  close,
+  connect as connectFd,
+  encodeSockaddr,
+  MSG_NOSIGNAL,
+  recv,
+  send,
+  SOCK_STREAM,
+  socket,
+} from "../ffi/mod.ts";
+
+const gc = (globalThis as { gc?: () => void }).gc;
+if (!gc) {
+  console.error("run with --v8-flags=--expose-gc");
+  Deno.exit(2);
+}
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    "round-trips": { type: "string", default: "4000" },
+    samples: { type: "string", default: "7" },
+    size: { type: "string", default: "64" },
+    out: { type: "string", default: new URL("results/echo_alloc.json", import.meta.url).pathname },
+  },
+});
+const ROUND_TRIPS = Number(flags["round-trips"]);
+const SAMPLES = Number(flags.samples);
+const SIZE = Number(flags.size);
+if (!(Number.isInteger(ROUND_TRIPS) && ROUND_TRIPS > 0 && Number.isInteger(SAMPLES) && SAMPLES > 0 && SIZE > 0)) {
+  console.error("--round-trips, --samples and --size must be positive integers");
+  Deno.exit(2);
+}
+
+const message = new Uint8Array(SIZE).fill(0x61);
+
+type Mode = "runOnce" | "run" | "runSync";
+type ClientKind = "raw" | "Connection";
+
+/** An echo server and `conns` clients on one reactor; `batch(n)` does n round trips in all. */
+interface Rig {
+  batch(n: number): Promise<void>;
+  done(): Promise<void>;
+}
+
+function rig(kind: ClientKind, mode: Mode, conns: number): Rig {
+  const reactor = new Reactor();
+  let accepted = 0;
+  const server: Server = listen({ host: "127.0.0.1", port: 0, reactor }, (conn) => {
+    accepted++;
+    // The echo handler of examples/echo.ts.
+    conn.on("data", (chunk) => {
+      if (!conn.write(chunk)) conn.pause();
+    });
+    conn.on("drain", () => conn.resume());
+    conn.on("error", () => {});
+  });
+
+  // Round trips still to start, and messages in flight.
+  let left = 0;
+  let inFlight = 0;
+  const finished = () => {
+    if (--inFlight === 0 && mode !== "runOnce") reactor.stop();
+  };
+
+  const rawFds: number[] = [];
+  const clients: Connection[] = [];
+  const starters: (() => void)[] = [];
+  if (kind === "raw") {
+    const addr = encodeSockaddr({ host: "127.0.0.1", port: server.port });
+    const buf = new Uint8Array(64 * 1024);
+    for (let i = 0; i < conns; i++) {
+      const fd = socket(AF_INET, SOCK_STREAM);
+      connectFd(fd, addr.buf, addr.len, "the echo server");
+      rawFds.push(fd);
+      let got = 0;
+      reactor.addReader(fd, () => {
+        const n = recv(fd, buf);
+        if (n <= 0) return;
+        got += n;
+        if (got < SIZE) return;
+        got = 0;
+        if (left > 0) {
+          left--;
+          send(fd, message, SIZE, MSG_NOSIGNAL);
+        } else finished();
+      });
+      starters.push(() => send(fd, message, SIZE, MSG_NOSIGNAL));
+    }
+  } else {
+    for (let i = 0; i < conns; i++) {
+      const c = connect({ host: "127.0.0.1", port: server.port, reactor });
+      clients.push(c);
+      let got = 0;
+      c.on("data", (chunk) => {
+        got += chunk.byteLength;
+        if (got < SIZE) return;
+        got = 0;
+        if (left > 0) {
+          left--;
+          c.write(message);
+        } else finished();
+      });
+      c.on("error", (err) => {
+        throw err;
+      });
+      starters.push(() => c.write(message));
+    }
+  }
+  for (let spins = 0; accepted < conns || clients.some((c) => c.connecting); spins++) {
+    if (spins > 1000) throw new Error(`only ${accepted} of ${conns} connections came up`);
+    reactor.runOnce(10);
+  }
+
+  return {
+    async batch(n: number): Promise<void> {
+      const first = Math.min(conns, n);
+      left = n - first;
+      inFlight = first;
+      for (let i = 0; i < first; i++) starters[i]();
+      if (mode === "runOnce") {
+        while (inFlight > 0) reactor.runOnce(100);
+      } else if (mode === "run") {
+        await reactor.run();
+      } else {
+        reactor.runSync();
+      }
+      if (inFlight !== 0) throw new Error(`${inFlight} messages still in flight`);
+    },
+    async done(): Promise<void> {
+      for (const fd of rawFds) {
+        reactor.removeReader(fd);
+        close(fd);
+      }
+      for (const c of clients) c.destroy();
+      const closing = server.close({ closeConnections: true });
+      while (reactor.runOnce(0) > 0) {
+        // Flush the close events.
+      }
+      await closing;
+      reactor.close();
+    },
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+interface Row {
+  client: ClientKind;
+  side: string;
+  mode: Mode;
+  conns: number;
+  /** Median over samples of heap bytes allocated per round trip. */
+  bytesPerRoundTrip: number;
+  min: number;
+  max: number;
+  /** Samples in which heapUsed went down (a GC ran mid-sample): those read low. */
+  gcDuringSamples: number;
+  roundTripsPerSecond: number;
+}
+
+const rows: Row[] = [];
+console.log(
+  `### Heap bytes allocated per echo round trip (${SIZE}-byte messages, one in flight per connection; median of ` +
+    `${SAMPLES} × ${ROUND_TRIPS.toLocaleString("en-US")} round trips after a forced GC)\n`,
+);
+console.log("| client | counts | mode | connections | bytes/round trip (min–max) | round trips/s in-process |");
+console.log("| --- | --- | --- | ---: | ---: | ---: |");
+for (const kind of ["raw", "Connection"] as const) {
+  for (const mode of ["runOnce", "run", "runSync"] as const) {
+    for (const conns of [1, 50]) {
+      const r = rig(kind, mode, conns);
+      await r.batch(ROUND_TRIPS); // warm up: let V8 optimise the path
+      await r.batch(ROUND_TRIPS);
+      const perRt: number[] = [];
+      let gcs = 0;
+      let rate = 0;
+      for (let s = 0; s < SAMPLES; s++) {
+        gc!();
+        const before = Deno.memoryUsage().heapUsed;
+        const t0 = performance.now();
+        await r.batch(ROUND_TRIPS);
+        const ms = performance.now() - t0;
+        const delta = Deno.memoryUsage().heapUsed - before;
+        if (delta < 0) gcs++;
+        perRt.push(delta / ROUND_TRIPS);
+        rate = Math.max(rate, (ROUND_TRIPS / ms) * 1000);
+      }
+      await r.done();
+      const row: Row = {
+        client: kind,
+        side: kind === "raw" ? "server only" : "server + client",
+        mode,
+        conns,
+        bytesPerRoundTrip: median(perRt),
+        min: Math.min(...perRt),
+        max: Math.max(...perRt),
+        gcDuringSamples: gcs,
+        roundTripsPerSecond: rate,
+      };
+      rows.push(row);
+      const modeText = mode === "run" ? "`await run()`" : mode === "runSync" ? "`runSync()`" : "`runOnce()` loop";
+      console.log(
+        `| ${kind} | ${row.side} | ${modeText} | ${conns} | ${row.bytesPerRoundTrip.toFixed(1)} (${
+          row.min.toFixed(1)
+        }–${row.max.toFixed(1)})${gcs ? ` [GC in ${gcs} samples: reads low]` : ""} | ${
+          Math.round(rate).toLocaleString("en-US")
+        } |`,
+      );
+    }
+  }
+}
+
+// Writing the JSON needs --allow-write; the metadata reads /proc and runs `node --version` and `cc --version`
+// (-A). Asked for only when granted, so a run with --allow-ffi alone neither prompts nor fails.
+const write = await Deno.permissions.query({ name: "write", path: flags.out });
+if (write.state === "granted") {
+  const settings = { roundTrips: ROUND_TRIPS, samples: SAMPLES, size: SIZE };
+  await Deno.writeTextFile(flags.out, JSON.stringify({ ...runMeta(), settings, rows }, null, 2) + "\n");
+  console.error(`wrote ${flags.out}`);
+} else {
+  console.error(`not writing ${flags.out}: run with -A to save the figures`);
+}

@@ -1,0 +1,339 @@
+/**
+ * The results file (`bench/results.ts` → `bench/RESULTS.md`) and the helpers
+ * the benchmarks share (`bench/_meta.ts`): rendering from small fixture
+ * objects (no benchmark runs), and the committed `RESULTS.md` against what
+ * the committed JSON renders to, so the two cannot drift apart.
+ *
+ * Run with `-A` (reads bench/, runs `deno fmt` on the rendered text).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  commandLine,
+  markdownTable,
+  median,
+  Progress,
+  runMeta,
+  shellQuote,
+  spreadOf,
+  stripColour,
+  versionOf,
+} from "../bench/_meta.ts";
+import { BENCHES, readResults, renderResults, RESULTS_MD, wrapMarkdown } from "../bench/results.ts";
+
+// ---------------------------------------------------------------- fixtures
+
+const META = {
+  date: "2026-01-02T03:04:05.678Z",
+  machine: { cpu: "Test CPU 9000", cores: 4, kernel: "6.1.0-test" },
+  versions: { deno: "2.9.6", v8: "15.0", node: "20.1.0", python: "3.11.7", wrk: "4.1.0", cc: "gcc 12.2.0" },
+};
+const spread = (median: number, min = median * 0.9, max = median * 1.1) => ({ median, min, max });
+
+function fixtures(): Record<string, unknown> {
+  return {
+    ffi_vs_c: {
+      ...META,
+      command: "taskset -c 1 deno run -A bench/ffi_vs_c.ts",
+      settings: { iterations: 1000, rounds: 3 },
+      results: [
+        { call: "epoll_wait(ep, buf, 64, 0)", c: spread(80), deno: spread(120), ratio: 1.5 },
+        { call: "read 64 B, empty socket (EAGAIN)", c: spread(140), deno: spread(180), ratio: 1.29 },
+      ],
+    },
+    selectors: {
+      ...META,
+      command: "deno run -A bench/selector_bench.ts",
+      settings: { sizes: [10, 1000], backends: ["epoll", "select"], rounds: 5, sampleMs: 20 },
+      results: [
+        { n: 10, backend: "epoll", ns: spread(230) },
+        { n: 10, backend: "select", ns: spread(630) },
+        { n: 1000, backend: "epoll", ns: spread(226) },
+        { n: 1000, backend: "select", skipped: "needs 1001 fds below FD_SETSIZE", short: "needs fds < 1024" },
+      ],
+    },
+    scaling: {
+      ...META,
+      command: "deno run -A bench/scaling.ts --rounds=3",
+      task: "deno task bench:scaling",
+      settings: { rounds: 3, sizes: [16, 1024], sampleMs: 15 },
+      results: [
+        { impl: "fdloop", mechanism: "epoll", points: [{ n: 16, ns: 400 }, { n: 1024, ns: 410 }] },
+        {
+          impl: "CPython",
+          mechanism: "select",
+          points: [{ n: 16, ns: 2500 }],
+          stopped: { n: 1024, error: "ValueError: filedescriptor out of range in select()" },
+        },
+      ],
+      summary: {
+        fdloopEpollFlat: true,
+        fdloopEpollBelowCPythonEverywhere: null,
+        growth: { "fdloop epoll": { from: 16, to: 1024, perRound: 1.02, ofMedians: 1.025 } },
+        cpythonOverFdloop: { epoll: {}, select: {} },
+      },
+    },
+    // An older http_run.ts file: machine fields inside `versions`, no Python.
+    http_load: {
+      date: "2026-01-03T00:00:00.000Z",
+      command: "deno run -A bench/load/http_run.ts",
+      versions: { deno: "2.9.6", node: "v20.20.2", wrk: "debian/4.1.0-3+b2", linux: "6.18.0", cpu: "Old CPU", cpus: 2 },
+      settings: { rounds: 12, sliceSeconds: 1, warmupSeconds: 2, conns: 50, depth: 16, serverCpu: "0", loadCpu: "1" },
+      summary: {
+        plain: [{
+          server: "deno",
+          label: "`Deno.serve`",
+          rate: spread(55000),
+          cpuUs: spread(17),
+          userUs: 6.5,
+          sysUs: 10.3,
+          rateVsDeno: spread(1),
+          cpuVsDeno: spread(1),
+          serverPct: 95,
+          loadCorePct: 97,
+          errors: 0,
+          non2xx: 0,
+        }],
+      },
+      targets: [{ target: "raw API ≥ 1.2× Deno.serve", value: "1.04×", met: false }],
+    },
+  };
+}
+
+/** Echo files in the shapes `bench/load/run.ts` and `bench/echo_alloc.ts` write, and two of no known shape. */
+function moreFixtures(): Record<string, unknown> {
+  return {
+    ...fixtures(),
+    echo_load: {
+      ...META,
+      command: "deno run -A bench/load/run.ts",
+      settings: { rounds: 12, sliceSeconds: 1, warmupSeconds: 1, conns: 32, size: 64, serverCpu: "0", loadCpu: "1" },
+      summary: [{
+        server: "fdloop",
+        label: "fdloop `examples/echo.ts`",
+        rate: spread(160000, 150000, 170000),
+        cpuUs: spread(5.2),
+        userUs: spread(1.07),
+        sysUs: spread(4.19),
+        rateVs: { c: spread(0.98), deno: null },
+        cpuVs: { c: spread(1.05), deno: null },
+        serverPct: 86,
+        loadCorePct: 99,
+      }],
+      syscalls: { strace: { fdloop: { perRoundTrip: { recvfrom: 1, sendto: 1, epoll_wait: 0.5, futex: 0.001 } } } },
+      targets: [{ target: "run() CPU/round trip ≤ 1.10× the C server's", value: "1.05×", met: true }],
+    },
+    echo_alloc: {
+      ...META,
+      command: "deno run -A --v8-flags=--expose-gc bench/echo_alloc.ts",
+      settings: { roundTrips: 4000, samples: 7, size: 64 },
+      rows: [{
+        client: "raw",
+        side: "server only",
+        mode: "run",
+        conns: 50,
+        bytesPerRoundTrip: 22.59,
+        min: 21,
+        max: 31.8,
+      }],
+    },
+    other: {
+      date: "2026-01-01T00:00:00Z",
+      command: "deno run -A bench/other.ts",
+      results: [{ name: "a", rate: spread(1000, 900, 1100), cpuUs: 5.2, syscalls: { recv: 1, send: 1 }, rounds: [1] }],
+    },
+    empty: { date: "2026-01-01T00:00:00Z", command: "x" },
+  };
+}
+
+function section(md: string, title: string): string {
+  const start = md.indexOf(`\n## ${title}\n`);
+  assert.ok(start >= 0, `no section ${title}`);
+  const end = md.indexOf("\n## ", start + 1);
+  return md.slice(start, end < 0 ? undefined : end);
+}
+
+// ---------------------------------------------------------------- rendering
+
+Deno.test("`renderResults()` gives every benchmark a section with its metadata, in order", () => {
+  const md = renderResults(fixtures());
+  assert.match(md, /^# Benchmark results\n/);
+  assert.match(md, /Generated by `deno task bench:results`/);
+  assert.match(md, /do not edit by hand/);
+  const titles = [...md.matchAll(/^## (.*)$/gm)].map((m) => m[1]);
+  assert.deepEqual(titles, BENCHES.filter((b) => !b.optional).map((b) => b.title));
+
+  const ffi = section(md, "FFI call cost against the same call from C");
+  assert.match(ffi, /^- \*\*Date:\*\* 2026-01-02 03:04 UTC$/m);
+  assert.match(ffi, /^- \*\*Machine:\*\* Test CPU 9000, 4 cores, Linux 6\.1\.0-test$/m);
+  assert.match(
+    ffi,
+    /^- \*\*Versions:\*\* Deno 2\.9\.6, Node 20\.1\.0, Python 3\.11\.7, wrk 4\.1\.0, cc gcc 12\.2\.0$/m,
+  );
+  assert.match(ffi, /^- \*\*Command:\*\* `taskset -c 1 deno run -A bench\/ffi_vs_c\.ts`$/m);
+  assert.match(ffi, /^- \*\*Data:\*\* \[`results\/ffi_vs_c\.json`\]\(results\/ffi_vs_c\.json\)$/m);
+  assert.match(
+    ffi,
+    /^\| `epoll_wait\(ep, buf, 64, 0\)` +\| +80\.0 \(72\.0–88\.0\) \| +120\.0 \(108\.0–132\.0\) \| +1\.50× \|$/m,
+  );
+
+  const sel = section(md, "Selector.select(0) with N idle fds and 1 ready");
+  assert.match(sel, /^\| +10 \| +230 \(207–253\) ns \| +630 \(567–693\) ns \|$/m);
+  assert.match(sel, /^\| +1000 \| .*\| +— \(needs fds < 1024\) \|$/m);
+
+  const scaling = section(md, "Backend scaling beside CPython");
+  assert.match(scaling, /!\[[^\]]*\]\(scaling\.svg\)/);
+  assert.match(scaling, /\(or `deno task bench:scaling`\)/);
+  assert.match(scaling, /CPython SelectSelector stops at N = 1024/);
+  assert.match(scaling, /^\| growth \| +1\.02× \| +— \|$/m);
+  assert.match(scaling, /flat .*1\.02× .*→ met$/m);
+  assert.match(scaling, /below CPython's EpollSelector at every N: not measured$/m);
+
+  // The older layout: machine from `versions`, Python not recorded, Node's "v" dropped.
+  const http = section(md, "HTTP servers side by side");
+  assert.match(http, /^- \*\*Machine:\*\* Old CPU, 2 cores, Linux 6\.18\.0$/m);
+  assert.match(http, /^- \*\*Versions:\*\* Deno 2\.9\.6, Node 20\.20\.2, Python not recorded, wrk debian/m);
+  assert.match(
+    http,
+    /^\| `Deno\.serve` +\| +55,000 \(49,500–60,500\) \| +1\.00× \(0\.90×–1\.10×\) \| +17\.00 \(15\.30–18\.70\) \| +6\.50 \+ 10\.30 \|/m,
+  );
+  assert.match(http, /^- \*\*missed\*\*: raw API ≥ 1\.2× Deno\.serve — 1\.04×$/m);
+});
+
+Deno.test("`renderResults()` says which benchmarks have not run, and leaves out optional ones", () => {
+  const files = fixtures();
+  delete files.ffi_vs_c;
+  const md = renderResults(files);
+  const echo = section(md, "Echo servers side by side");
+  assert.match(
+    echo,
+    /Not run yet: `results\/echo_load\.json` does not exist\. Run `deno task bench:load`\./,
+  );
+  assert.doesNotMatch(echo, /\*\*Date:\*\*/);
+  assert.match(section(md, "FFI call cost against the same call from C"), /Not run yet/);
+  assert.match(md, /^\| \[Echo servers side by side\]\(#echo-servers-side-by-side\) +\| not run yet +\| — +\| — +\|$/m);
+  assert.doesNotMatch(md, /Allocation on the echo path/);
+  assert.doesNotMatch(renderResults({}), /\*\*Date:\*\*/);
+});
+
+Deno.test("`renderResults()` renders the echo files, and files of unknown shape as a generic table", () => {
+  const md = renderResults(moreFixtures());
+  const echo = section(md, "Echo servers side by side");
+  assert.match(echo, /^- \*\*Command:\*\* `deno run -A bench\/load\/run\.ts`$/m);
+  assert.match(
+    echo,
+    /^\| fdloop `examples\/echo\.ts` \| +160,000 \(150,000–170,000\) \| +0\.98× \| +— \| .*\| +1\.07 \+ 4\.19 \|/m,
+  );
+  assert.match(echo, /^\| `recvfrom` +\| +1\.00 \|$/m);
+  assert.match(echo, /^\| `epoll_wait` +\| +0\.50 \|$/m);
+  assert.doesNotMatch(echo, /futex/);
+  assert.match(echo, /^- met: run\(\) CPU\/round trip/m);
+  assert.match(
+    section(md, "Allocation on the echo path"),
+    /^\| raw +\| server only \| `run\(\)` \| +50 \| +22\.59 \(21\.00–31\.80\) \|/m,
+  );
+  assert.match(section(md, "other"), /^\| name \| +rate \| cpuUs \| +syscalls \|$/m);
+  assert.match(section(md, "other"), /^\| a +\| 1,000 \(900–1,100\) \| +5\.20 \| recv 1, send 1 \|$/m);
+  assert.match(section(md, "empty"), /No table of figures was found/);
+});
+
+Deno.test("`renderResults()` is deterministic and already formatted as `deno fmt` writes it", async () => {
+  const md = renderResults(moreFixtures());
+  assert.equal(renderResults(moreFixtures()), md);
+  assert.ok(!md.includes(new Date().toISOString().slice(0, 10)), "no date of rendering");
+  const fmt = new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "--line-width=120", "--ext=md", "-"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = fmt.stdin.getWriter();
+  await w.write(new TextEncoder().encode(md));
+  await w.close();
+  const out = await fmt.output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  assert.equal(new TextDecoder().decode(out.stdout), md);
+});
+
+Deno.test("`wrapMarkdown()` wraps prose and list items but not code spans, tables or headings", () => {
+  const long = Array.from({ length: 30 }, (_, i) => `word${i}`).join(" ");
+  const code = "`" + "x ".repeat(70).trim() + "`";
+  const text = [`| ${long} |`, `## ${long}`, long, `- item ${long} ${code}`].join("\n");
+  const lines = wrapMarkdown(text, 60).split("\n");
+  assert.equal(lines[0], `| ${long} |`);
+  assert.equal(lines[1], `## ${long}`);
+  assert.ok(lines.slice(2).every((l) => l.length <= 60 || l.trim() === code), lines.join("\n"));
+  assert.ok(lines.includes(`  ${code}`), "a long code span stays whole on its own line");
+  assert.match(lines.find((l) => l.startsWith("- "))!, /^- item word0 /);
+});
+
+// ---------------------------------------------------------------- the committed file
+
+Deno.test("the committed bench/RESULTS.md is what the committed JSON renders to", () => {
+  const committed = Deno.readTextFileSync(RESULTS_MD);
+  assert.equal(
+    committed,
+    renderResults(readResults()),
+    "bench/RESULTS.md is out of date: run `deno task bench:results` (and commit both)",
+  );
+});
+
+Deno.test("every committed results file carries the run metadata", () => {
+  for (const [name, d] of Object.entries(readResults())) {
+    assert.match(d.date, /^\d{4}-\d\d-\d\dT/, `${name}.json: date`);
+    assert.match(d.command, /^(taskset -c \S+ )?deno (run|task) /, `${name}.json: command`);
+    assert.ok(d.machine?.cpu ?? d.versions?.cpu, `${name}.json: CPU model`);
+    assert.ok(d.versions?.deno, `${name}.json: Deno version`);
+  }
+});
+
+// ---------------------------------------------------------------- bench/_meta.ts
+
+Deno.test("`markdownTable()` pads and aligns, and colour changes only escape codes", () => {
+  const cols = [{ title: "name" }, { title: "n", align: "right" as const }, { title: "c", align: "center" as const }];
+  const rows = [["a", { text: "1.5×", style: "green" as const }, "x"], ["long name", "12", "yy"]];
+  const plain = markdownTable(cols, rows, false);
+  assert.equal(
+    plain,
+    [
+      "| name      |    n |  c  |",
+      "| --------- | ---: | :-: |",
+      "| a         | 1.5× |  x  |",
+      "| long name |   12 | yy  |",
+    ].join("\n"),
+  );
+  const coloured = markdownTable(cols, rows, true);
+  assert.notEqual(coloured, plain);
+  assert.ok(coloured.includes("\x1b[32m1.5×"), "the styled cell is green");
+  assert.equal(stripColour(coloured), plain);
+});
+
+Deno.test("`runMeta()` and its parts", () => {
+  const m = runMeta();
+  assert.match(m.date, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.match(m.command, /^(taskset -c \S+ )?deno /);
+  assert.equal(commandLine(), m.command);
+  assert.ok(m.machine.cores >= 1 && m.machine.cpu && m.machine.kernel);
+  assert.equal(m.versions.deno, Deno.version.deno);
+  assert.equal(versionOf("v20.20.2"), "20.20.2");
+  assert.equal(versionOf("Python 3.11.7"), "3.11.7");
+  assert.equal(versionOf("debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer"), "debian/4.1.0-3+b2");
+  assert.equal(versionOf(""), null);
+  assert.equal(shellQuote("--rounds=3"), "--rounds=3");
+  assert.equal(shellQuote("a b'c"), `'a b'\\''c'`);
+  assert.equal(median([3, 1, 2, 10]), 2.5);
+  assert.deepEqual(spreadOf([3, 1, 2]), { median: 2, min: 1, max: 3 });
+});
+
+Deno.test("`Progress` writes what runs and which round", () => {
+  const lines: string[] = [];
+  const p = new Progress("demo", (l) => lines.push(l));
+  p.step("warming up");
+  p.round(2, 5, "epoll at N = 16");
+  assert.deepEqual(lines.map((l) => l.replace(/\[\d+s\]/, "[Ns]")), [
+    "demo [Ns] warming up",
+    "demo [Ns] round 2/5: epoll at N = 16",
+  ]);
+});
