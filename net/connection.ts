@@ -118,6 +118,54 @@ const STAGING_SIZE = 16 * 1024;
 const encoder = new TextEncoder();
 /** Takes the place of a sent chunk in the queue, so the queue holds no reference to it. */
 const SENT = new Uint8Array(0);
+/** The write queue of every connection that has nothing queued (never pushed to: see `#ownQueue`). */
+const NO_QUEUE: Uint8Array[] = [];
+
+/** The fields of a `Connection` that only some connections use, kept apart so that an idle one stays small. */
+interface RareState {
+  dialing: { cancel(): void } | null;
+  connectTimer: TimerHandle | null;
+  target: string | undefined;
+  readableStream: ReadableStream<Uint8Array> | undefined;
+  writableStream: WritableStream<Uint8Array> | undefined;
+  local: SocketAddress | undefined;
+  remote: SocketAddress | undefined;
+}
+
+function newRareState(): RareState {
+  return {
+    dialing: null,
+    connectTimer: null,
+    target: undefined,
+    readableStream: undefined,
+    writableStream: undefined,
+    local: undefined,
+    remote: undefined,
+  };
+}
+
+/** What `observeClose()` tells of a connection. */
+export interface CloseObserver {
+  /** `conn` closed (after its `close` listeners ran). */
+  connectionClosed(conn: Connection): void;
+}
+
+/**
+ * Has `observer` told when `conn` closes: one field instead of a `close`
+ * listener (a closure) per connection. Internal to `net/` (for `Server`).
+ */
+export let observeClose: (conn: Connection, observer: CloseObserver) => void;
+
+// State bits of a connection (`#flags`).
+const F_NEED_DRAIN = 1;
+const F_CONNECTING = 2;
+const F_READING = 4;
+const F_PAUSED = 8;
+const F_WRITING = 16;
+const F_ENDING = 32;
+const F_WRITE_SHUT = 64;
+const F_READ_ENDED = 128;
+const F_DESTROYED = 256;
 
 let connectionCount = 0;
 
@@ -145,15 +193,14 @@ export class Connection extends Emitter<ConnectionEvents> {
   #fd: number;
   /** The fd this connection had, kept after close to name it in error reports. */
   #fdForReports: number;
-  /** A socket still being resolved and dialled (see `ConnectingOptions.socket`). */
-  #dialing: { cancel(): void } | null = null;
   #bytesRead = 0;
   #bytesWritten = 0;
   readonly #high: number;
   readonly #low: number;
   readonly #max: number;
   readonly #allowHalfOpen: boolean;
-  #queue: Uint8Array[] = [];
+  /** Chunks waiting for the socket, from `#head` on; the shared `NO_QUEUE` until the first write that waits. */
+  #queue: Uint8Array[] = NO_QUEUE;
   #head = 0;
   /** The staging chunk being filled: `#queue[#tailIndex]`, of which `#tailLen` bytes are used. */
   #tail: Uint8Array | null = null;
@@ -162,23 +209,146 @@ export class Connection extends Emitter<ConnectionEvents> {
   /** What a sealed staging chunk left unused, for the next one: sealing never wastes memory. */
   #spare: Uint8Array | null = null;
   #queued = 0;
-  #needDrain = false;
-  #connecting = false;
-  #reading = false;
-  #paused = false;
-  #writing = false;
-  #ending = false;
-  #writeShut = false;
-  #readEnded = false;
-  #destroyed = false;
-  #connectTimer: TimerHandle | null = null;
-  #target: string | undefined;
-  #readableStream: ReadableStream<Uint8Array> | undefined;
-  #writableStream: WritableStream<Uint8Array> | undefined;
-  #local: SocketAddress | undefined;
-  #remote: SocketAddress | undefined;
-  readonly #onReadable = (): void => this.#read();
-  readonly #onWritable = (): void => this.#writable();
+  /**
+   * The connection's state bits (`F_*`), read and written through the boolean accessors below: one field instead of
+   * nine, for a server that holds thousands of idle connections.
+   */
+  #flags = 0;
+  /** What only some connections need (connecting, streams, addresses asked for): made on first use. */
+  #rare: RareState | null = null;
+  /** Told after `close` (a `Server` keeping count of its connections), without a listener of its own. */
+  #observer: CloseObserver | null = null;
+
+  static {
+    observeClose = (conn, observer) => {
+      conn.#observer = observer;
+    };
+  }
+
+  // One reader and one writer callback for every connection, finding it by fd: two closures per connection would
+  // cost ~0.1 KiB each of the thousands a server may hold. fds are unique in the process, so one table serves all.
+  static readonly #byFd: (Connection | undefined)[] = [];
+  static readonly #onReadable = (fd: number): void => {
+    const c = Connection.#byFd[fd];
+    if (c !== undefined) c.#read();
+  };
+  static readonly #onWritable = (fd: number): void => {
+    const c = Connection.#byFd[fd];
+    if (c !== undefined) c.#writable();
+  };
+
+  get #needDrain(): boolean {
+    return (this.#flags & F_NEED_DRAIN) !== 0;
+  }
+  set #needDrain(on: boolean) {
+    this.#flags = on ? this.#flags | F_NEED_DRAIN : this.#flags & ~F_NEED_DRAIN;
+  }
+  get #connecting(): boolean {
+    return (this.#flags & F_CONNECTING) !== 0;
+  }
+  set #connecting(on: boolean) {
+    this.#flags = on ? this.#flags | F_CONNECTING : this.#flags & ~F_CONNECTING;
+  }
+  get #reading(): boolean {
+    return (this.#flags & F_READING) !== 0;
+  }
+  set #reading(on: boolean) {
+    this.#flags = on ? this.#flags | F_READING : this.#flags & ~F_READING;
+  }
+  get #paused(): boolean {
+    return (this.#flags & F_PAUSED) !== 0;
+  }
+  set #paused(on: boolean) {
+    this.#flags = on ? this.#flags | F_PAUSED : this.#flags & ~F_PAUSED;
+  }
+  get #writing(): boolean {
+    return (this.#flags & F_WRITING) !== 0;
+  }
+  set #writing(on: boolean) {
+    this.#flags = on ? this.#flags | F_WRITING : this.#flags & ~F_WRITING;
+  }
+  get #ending(): boolean {
+    return (this.#flags & F_ENDING) !== 0;
+  }
+  set #ending(on: boolean) {
+    this.#flags = on ? this.#flags | F_ENDING : this.#flags & ~F_ENDING;
+  }
+  get #writeShut(): boolean {
+    return (this.#flags & F_WRITE_SHUT) !== 0;
+  }
+  set #writeShut(on: boolean) {
+    this.#flags = on ? this.#flags | F_WRITE_SHUT : this.#flags & ~F_WRITE_SHUT;
+  }
+  get #readEnded(): boolean {
+    return (this.#flags & F_READ_ENDED) !== 0;
+  }
+  set #readEnded(on: boolean) {
+    this.#flags = on ? this.#flags | F_READ_ENDED : this.#flags & ~F_READ_ENDED;
+  }
+  get #destroyed(): boolean {
+    return (this.#flags & F_DESTROYED) !== 0;
+  }
+  set #destroyed(on: boolean) {
+    this.#flags = on ? this.#flags | F_DESTROYED : this.#flags & ~F_DESTROYED;
+  }
+
+  /** A socket still being resolved and dialled (see `ConnectingOptions.socket`). */
+  get #dialing(): { cancel(): void } | null {
+    return this.#rare === null ? null : this.#rare.dialing;
+  }
+  set #dialing(v: { cancel(): void } | null) {
+    if (this.#rare !== null) this.#rare.dialing = v;
+    else if (v !== null) (this.#rare = newRareState()).dialing = v;
+  }
+  get #connectTimer(): TimerHandle | null {
+    return this.#rare === null ? null : this.#rare.connectTimer;
+  }
+  set #connectTimer(v: TimerHandle | null) {
+    if (this.#rare !== null) this.#rare.connectTimer = v;
+    else if (v !== null) (this.#rare = newRareState()).connectTimer = v;
+  }
+  get #target(): string | undefined {
+    return this.#rare === null ? undefined : this.#rare.target;
+  }
+  set #target(v: string | undefined) {
+    if (this.#rare !== null) this.#rare.target = v;
+    else if (v !== undefined) (this.#rare = newRareState()).target = v;
+  }
+  get #readableStream(): ReadableStream<Uint8Array> | undefined {
+    return this.#rare === null ? undefined : this.#rare.readableStream;
+  }
+  set #readableStream(v: ReadableStream<Uint8Array> | undefined) {
+    if (this.#rare !== null) this.#rare.readableStream = v;
+    else if (v !== undefined) (this.#rare = newRareState()).readableStream = v;
+  }
+  get #writableStream(): WritableStream<Uint8Array> | undefined {
+    return this.#rare === null ? undefined : this.#rare.writableStream;
+  }
+  set #writableStream(v: WritableStream<Uint8Array> | undefined) {
+    if (this.#rare !== null) this.#rare.writableStream = v;
+    else if (v !== undefined) (this.#rare = newRareState()).writableStream = v;
+  }
+  get #local(): SocketAddress | undefined {
+    return this.#rare === null ? undefined : this.#rare.local;
+  }
+  set #local(v: SocketAddress | undefined) {
+    if (this.#rare !== null) this.#rare.local = v;
+    else if (v !== undefined) (this.#rare = newRareState()).local = v;
+  }
+  get #remote(): SocketAddress | undefined {
+    return this.#rare === null ? undefined : this.#rare.remote;
+  }
+  set #remote(v: SocketAddress | undefined) {
+    if (this.#rare !== null) this.#rare.remote = v;
+    else if (v !== undefined) (this.#rare = newRareState()).remote = v;
+  }
+
+  /** Makes `fd` this connection's in the table the shared callbacks look in. */
+  #own(fd: number): void {
+    const table = Connection.#byFd;
+    while (table.length <= fd) table.push(undefined); // a dense array: fds are small integers
+    table[fd] = this;
+  }
 
   /**
    * Wraps a connected (or connecting) non-blocking socket. Usually made by
@@ -192,6 +362,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     super();
     this.reactor = reactor;
     this.#fd = this.#fdForReports = fd;
+    if (fd >= 0) this.#own(fd);
     this.#high = options.highWaterMark ?? 64 * 1024;
     this.#low = Math.min(options.lowWaterMark ?? 16 * 1024, this.#high);
     this.#max = Math.max(options.maxWriteBuffer ?? 16 * 1024 * 1024, this.#high);
@@ -203,7 +374,7 @@ export class Connection extends Emitter<ConnectionEvents> {
       if (connecting.socket !== undefined) {
         this.#awaitSocket(connecting.socket);
       } else {
-        reactor.addWriter(fd, this.#onWritable);
+        reactor.addWriter(fd, Connection.#onWritable);
         this.#writing = true;
       }
       if (connecting.timeout !== undefined) this.#armConnectTimeout(connecting.target, connecting.timeout);
@@ -344,14 +515,20 @@ export class Connection extends Emitter<ConnectionEvents> {
       this.#stage(rest);
     } else {
       this.#sealTail();
-      this.#queue.push(owned && offset === 0 ? bytes : rest.slice());
+      this.#ownQueue().push(owned && offset === 0 ? bytes : rest.slice());
     }
     this.#queued += len;
     if (!this.#writing && !this.#connecting) {
-      this.reactor.addWriter(this.#fd, this.#onWritable);
+      this.reactor.addWriter(this.#fd, Connection.#onWritable);
       this.#writing = true;
     }
     return true;
+  }
+
+  /** The write queue, made this connection's own (an idle connection shares the empty `NO_QUEUE`). */
+  #ownQueue(): Uint8Array[] {
+    if (this.#queue === NO_QUEUE) this.#queue = [];
+    return this.#queue;
   }
 
   /** Copies a small write into the staging chunk, starting a new one when it is full. */
@@ -365,7 +542,7 @@ export class Connection extends Emitter<ConnectionEvents> {
       tail = this.#tail = spare !== null && spare.byteLength >= len ? spare : new Uint8Array(STAGING_SIZE);
       this.#tailIndex = this.#queue.length;
       this.#tailLen = 0;
-      this.#queue.push(tail);
+      this.#ownQueue().push(tail);
     }
     tail.set(bytes, this.#tailLen);
     this.#tailLen += len;
@@ -398,11 +575,12 @@ export class Connection extends Emitter<ConnectionEvents> {
     if (this.#reading) this.reactor.removeReader(fd);
     if (this.#writing) this.reactor.removeWriter(fd);
     this.#reading = this.#writing = false;
-    this.#queue = [];
+    this.#queue = NO_QUEUE;
     this.#head = 0;
     this.#queued = 0;
     this.#tail = this.#spare = null;
     this.#fd = -1;
+    if (fd >= 0 && Connection.#byFd[fd] === this) Connection.#byFd[fd] = undefined;
     connectionCount--;
     if (this.#dialing !== null) {
       this.#dialing.cancel();
@@ -417,8 +595,12 @@ export class Connection extends Emitter<ConnectionEvents> {
       }
     }
     soon(this.reactor, () => {
-      if (error) this.emit("error", error);
-      this.emit("close", error);
+      try {
+        if (error) this.emit("error", error);
+        this.emit("close", error);
+      } finally {
+        this.#observer?.connectionClosed(this);
+      }
     });
   }
 
@@ -531,6 +713,7 @@ export class Connection extends Emitter<ConnectionEvents> {
         return;
       }
       this.#fd = this.#fdForReports = fd;
+      this.#own(fd);
       this.#connected();
     }, (err) => {
       this.#dialing = null;
@@ -548,7 +731,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     if (this.#destroyed) return;
     if (this.#queued > 0) {
       if (!this.#writing) {
-        this.reactor.addWriter(this.#fd, this.#onWritable);
+        this.reactor.addWriter(this.#fd, Connection.#onWritable);
         this.#writing = true;
       }
       return;
@@ -571,7 +754,7 @@ export class Connection extends Emitter<ConnectionEvents> {
 
   #startReading(): void {
     if (this.#reading || this.#paused || this.#readEnded || this.#destroyed || this.#connecting) return;
-    this.reactor.addReader(this.#fd, this.#onReadable);
+    this.reactor.addReader(this.#fd, Connection.#onReadable);
     this.#reading = true;
   }
 
@@ -598,6 +781,10 @@ export class Connection extends Emitter<ConnectionEvents> {
     const listeners = this.listeners("data");
     if (listeners === undefined) return;
     const chunk = readChunk(n);
+    if (!Array.isArray(listeners)) {
+      (listeners as (chunk: Uint8Array) => void)(chunk);
+      return;
+    }
     for (let i = 0; i < listeners.length && !this.#destroyed; i++) listeners[i](chunk);
   }
 
@@ -686,7 +873,7 @@ export class Connection extends Emitter<ConnectionEvents> {
 
   /** Empties the flushed queue and stops watching writability. */
   #resetQueue(): void {
-    this.#queue.length = 0;
+    this.#queue = NO_QUEUE; // an idle connection keeps no array of its own
     this.#head = 0;
     this.reactor.removeWriter(this.#fd);
     this.#writing = false;

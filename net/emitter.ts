@@ -32,11 +32,17 @@ export type Listener = (...args: any[]) => void;
  * ```
  */
 export class Emitter<E extends { [K in keyof E]: Listener }> {
-  #listeners: { [K in keyof E]?: E[K][] } = {};
+  /**
+   * Per event: its one listener, or an array when there are several (a new array on each change, so `emit` never
+   * sees one change under it). Most events of a connection have one listener, and a server holds thousands of
+   * connections: a function alone costs no array.
+   */
+  #listeners: { [K in keyof E]?: E[K] | E[K][] } = {};
 
   /** Adds `listener` for `event`. */
   on<K extends keyof E>(event: K, listener: E[K]): this {
-    (this.#listeners[event] ??= []).push(listener);
+    const had: E[K] | E[K][] | undefined = this.#listeners[event];
+    this.#listeners[event] = had === undefined ? listener : Array.isArray(had) ? [...had, listener] : [had, listener];
     return this;
   }
 
@@ -52,17 +58,17 @@ export class Emitter<E extends { [K in keyof E]: Listener }> {
 
   /** Removes `listener` (added with `on` or `once`) from `event`. */
   off<K extends keyof E>(event: K, listener: E[K]): this {
-    const list = this.#listeners[event];
-    if (list) {
-      const i = list.findIndex((l) => l === listener || (l as { listener?: unknown }).listener === listener);
-      if (i >= 0) this.#listeners[event] = list.filter((_, j) => j !== i);
-    }
+    const list = this.#list(event);
+    const i = list.findIndex((l) => l === listener || (l as { listener?: unknown }).listener === listener);
+    if (i < 0) return this;
+    const rest = list.filter((_, j) => j !== i);
+    this.#listeners[event] = rest.length === 0 ? undefined : rest.length === 1 ? rest[0] : rest;
     return this;
   }
 
   /** Number of listeners of `event`. */
   listenerCount<K extends keyof E>(event: K): number {
-    return this.#listeners[event]?.length ?? 0;
+    return this.#list(event).length;
   }
 
   /**
@@ -71,13 +77,22 @@ export class Emitter<E extends { [K in keyof E]: Listener }> {
    * {@linkcode Emitter.unhandledError} instead of being dropped.
    */
   protected emit<K extends keyof E>(event: K, ...args: Parameters<E[K]>): boolean {
-    const list = this.#listeners[event];
-    if (list === undefined || list.length === 0) {
+    const l: E[K] | E[K][] | undefined = this.#listeners[event];
+    if (l === undefined) {
       if (event === "error") this.unhandledError(args[0]);
       return false;
     }
-    for (let i = 0; i < list.length; i++) list[i](...args);
+    if (!Array.isArray(l)) {
+      (l as E[K])(...args);
+      return true;
+    }
+    for (let i = 0; i < l.length; i++) l[i](...args);
     return true;
+  }
+
+  #list<K extends keyof E>(event: K): readonly E[K][] {
+    const l: E[K] | E[K][] | undefined = this.#listeners[event];
+    return l === undefined ? [] : Array.isArray(l) ? l : [l as E[K]];
   }
 
   /**
@@ -89,8 +104,11 @@ export class Emitter<E extends { [K in keyof E]: Listener }> {
     throw error;
   }
 
-  /** The listener array of `event` (for allocation-free hot paths); do not mutate it. */
-  protected listeners<K extends keyof E>(event: K): readonly E[K][] | undefined {
+  /**
+   * The listeners of `event` as stored, for allocation-free hot paths: undefined, the one listener, or an array of
+   * several (do not mutate it).
+   */
+  protected listeners<K extends keyof E>(event: K): E[K] | readonly E[K][] | undefined {
     return this.#listeners[event];
   }
 }

@@ -16,7 +16,7 @@ import {
 } from "../ffi/mod.ts";
 import type { Reactor, TimerHandle } from "../reactor/mod.ts";
 import { endpoint, type HostPort, type UnixPath } from "./address.ts";
-import { bufferOptions, Connection, type ConnectionOptions } from "./connection.ts";
+import { bufferOptions, type CloseObserver, Connection, type ConnectionOptions, observeClose } from "./connection.ts";
 import { openBoundSocket } from "./socket.ts";
 import { defaultReactor } from "./default_reactor.ts";
 import { Emitter } from "./emitter.ts";
@@ -95,6 +95,12 @@ export class Server extends Emitter<ServerEvents> {
   #closeWaiters: (() => void)[] = [];
   #closeEmitted = false;
   readonly #onAcceptable = (): void => this.#accept();
+  readonly #closeObserver: CloseObserver = {
+    connectionClosed: (conn) => {
+      this.connections.delete(conn);
+      this.#maybeClosed();
+    },
+  };
 
   /** Prefer {@linkcode listen}. */
   constructor(options: ListenOptions) {
@@ -225,10 +231,7 @@ export class Server extends Emitter<ServerEvents> {
     }
     this.#accepted++;
     this.connections.add(conn);
-    conn.on("close", () => {
-      this.connections.delete(conn);
-      this.#maybeClosed();
-    });
+    observeClose(conn, this.#closeObserver);
     try {
       this.emit("connection", conn);
     } catch (err) {
