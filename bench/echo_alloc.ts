@@ -30,7 +30,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { runMeta } from "./_meta.ts";
+import { median, runMeta } from "./_meta.ts";
+import { writeResults } from "./results.ts";
 import { connect, type Connection, listen, type Server } from "../net/mod.ts";
 import { Reactor } from "../reactor/mod.ts";
 import {
@@ -179,12 +180,6 @@ function rig(kind: ClientKind, mode: Mode, conns: number): Rig {
   };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
-
 interface Row {
   client: ClientKind;
   side: string;
@@ -256,8 +251,7 @@ for (const kind of ["raw", "Connection"] as const) {
 const write = await Deno.permissions.query({ name: "write", path: flags.out });
 if (write.state === "granted") {
   const settings = { roundTrips: ROUND_TRIPS, samples: SAMPLES, size: SIZE };
-  await Deno.writeTextFile(flags.out, JSON.stringify({ ...runMeta(), settings, rows }, null, 2) + "\n");
-  console.error(`wrote ${flags.out}`);
+  await writeResults(flags.out, { ...runMeta(), settings, rows });
 } else {
   console.error(`not writing ${flags.out}: run with -A to save the figures`);
 }

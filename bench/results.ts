@@ -22,6 +22,7 @@ import {
   markdownTable,
   median,
   type Spread,
+  spreadOf,
   type Style,
 } from "./_meta.ts";
 
@@ -43,8 +44,8 @@ export interface Bench {
   about: string;
   /** How to run it (shown while it has not been run; the JSON's own command wins once it has). */
   run: string;
-  /** The figures: Markdown after the metadata lines. */
-  render: (data: Json) => string;
+  /** The figures: Markdown after the metadata lines (`files`: every results file, for figures across them). */
+  render: (data: Json, files: Record<string, Json>) => string;
   /** Left out entirely (rather than "not run yet") while its file is missing. */
   optional?: boolean;
 }
@@ -198,7 +199,7 @@ function renderScaling(d: Json): string {
     }),
     ...ratioMechs.map(() => ""),
   ]);
-  const goal = (ok: unknown) => ok === true ? "met" : ok === false ? "**missed**" : "not measured";
+  const goal = (ok: unknown) => ok === true ? "met" : ok === false ? "**MISSED**" : "not measured";
   const stops = series.filter((x) => x.stopped).map((x) =>
     `- ${label(x)} stops at N = ${x.stopped.n} (FD_SETSIZE: fds ≥ 1024 cannot be watched): \`${x.stopped.error}\``
   );
@@ -309,37 +310,241 @@ function renderHttp(d: Json): string {
   for (const [name, rows] of Object.entries<HttpSummary[]>(d.summary ?? {})) {
     out.push("", `### ${titles[name] ?? name}`, "", httpTable(rows, false));
   }
-  const targets: Json[] = d.targets ?? [];
-  if (targets.length) {
-    out.push("", "Targets:", "", ...targets.map((t) => `- ${t.met ? "met" : "**missed**"}: ${t.target} — ${t.value}`));
-  }
+  const targets: Target[] = d.targets ?? [];
+  if (targets.length) out.push("", "Issue 7's targets:", "", ...targetLines(targets));
   return out.join("\n");
 }
 
-const ratio = (s: Spread | null | undefined) => (s ? times(s.median) : "—");
+/** A ratio's median (min–max), or "—". */
+const vs = (s: Spread | null | undefined) => (s ? range(s, times) : "—");
 
-/** Syscalls per round trip, one column per server, the frequent ones first and the rare ones summed as "other". */
-function syscallTable(counts: Record<string, Json>): string {
-  const servers = Object.keys(counts);
-  const most = new Map<string, number>();
-  for (const c of Object.values(counts)) {
-    for (const [n, x] of Object.entries<number>(c.perRoundTrip ?? {})) most.set(n, Math.max(most.get(n) ?? 0, x));
-  }
-  const names = [...most].filter(([, x]) => x >= 0.01).sort((a, b) => b[1] - a[1]).map(([n]) => n);
-  const rows = names.map((n) => [`\`${n}\``, ...servers.map((sv) => num(counts[sv].perRoundTrip?.[n] ?? 0, 2))]);
-  const other = servers.map((sv) =>
-    Object.entries<number>(counts[sv].perRoundTrip ?? {}).filter(([n]) => !names.includes(n))
-      .reduce((a, [, x]) => a + x, 0)
-  );
-  if (other.some((x) => x >= 0.005)) rows.push(["other", ...other.map((x) => num(x, 2))]);
-  return markdownTable(
-    columns(["syscalls per round trip"], servers),
-    rows,
-    false,
+/** A target of an issue, met or not by the figures (`met: null`: not measured). */
+export interface Target {
+  target: string;
+  value: string;
+  met: boolean | null;
+}
+
+/** The targets as list items: met, **MISSED** (as the benchmarks print them) or not measured. */
+function targetLines(targets: Target[]): string[] {
+  return targets.map((t) =>
+    `- ${t.met === true ? "met" : t.met === false ? "**MISSED**" : "not measured"}: ${t.target} — ${t.value}`
   );
 }
 
-function renderEcho(d: Json): string {
+/** One server's figures in `echo_load.json` (`summary[]`), as `bench/load/run.ts` writes them. */
+export interface EchoSummary {
+  server: string;
+  label: string;
+  rate: Spread;
+  cpuUs: Spread;
+  /**
+   * Busy time of the server core per round trip, µs: the server's CPU plus the interrupt and softirq work
+   * (loopback TCP) done on that core while the server slept, which /proc charges to no task.
+   */
+  coreUs: Spread;
+  userUs: Spread;
+  sysUs: Spread;
+  /** Medians over rounds of this server's round trips/s ÷ the reference's (`c`, `deno`) in the same round. */
+  rateVs: Record<string, Spread | null>;
+  /** Medians over rounds of this server's CPU per round trip ÷ the reference's in the same round. */
+  cpuVs: Record<string, Spread | null>;
+  /** The same for the server core's busy time per round trip. */
+  coreVs: Record<string, Spread | null>;
+  serverPct: number;
+  loadCorePct: number;
+  otherPct: number;
+}
+
+/** One server's syscall counts in `echo_load.json` (`syscalls.strace.<server>`, `syscalls.perf.<server>`). */
+export interface EchoSyscalls {
+  /** Round trips while strace or perf was attached (drained ones included). */
+  roundTrips: number;
+  /** Seconds of load. */
+  seconds: number;
+  /** Syscalls per round trip, by name. */
+  perRoundTrip: Record<string, number>;
+  /** Failed calls per round trip (EAGAIN, EINTR …), by name (strace only). */
+  errorsPerRoundTrip: Record<string, number>;
+  total: number;
+}
+
+/**
+ * The echo load table, as `bench/load/run.ts` prints it and this file
+ * renders it: one row per server; fdloop's ratios to C green within issue
+ * 9's bound (≤ 1.10×), red past it, when `colour`.
+ */
+export function echoTable(summaries: EchoSummary[], colour?: boolean): string {
+  const bound = (s: Spread | null | undefined, fdloop: boolean): Cell =>
+    fdloop && s ? { text: vs(s), style: s.median <= 1.1 ? "green" : "red" } : vs(s);
+  const rows = summaries.map((s): Cell[] => {
+    const fdloop = s.server.startsWith("fdloop");
+    return [
+      fdloop ? { text: s.label, style: "bold" } : s.label,
+      range(s.rate, int),
+      vs(s.rateVs?.c),
+      vs(s.rateVs?.deno),
+      range(s.cpuUs, (x) => num(x, 2)),
+      `${num(s.userUs.median, 2)} + ${num(s.sysUs.median, 2)}`,
+      bound(s.cpuVs?.c, fdloop),
+      vs(s.cpuVs?.deno),
+      s.coreUs ? range(s.coreUs, (x) => num(x, 2)) : "—",
+      bound(s.coreVs?.c, fdloop),
+      `${num(s.serverPct, 0)}%`,
+      `${num(s.loadCorePct, 0)}%`,
+    ];
+  });
+  return markdownTable(
+    columns(["server"], [
+      "round trips/s (min–max)",
+      "rt/s vs C",
+      "rt/s vs Deno.listen",
+      "server CPU µs/rt (min–max)",
+      "user + sys µs",
+      "CPU/rt vs C",
+      "CPU/rt vs Deno.listen",
+      "server core µs/rt",
+      "core/rt vs C",
+      "server CPU",
+      "load core",
+    ]),
+    rows,
+    colour,
+  );
+}
+
+/**
+ * Syscalls per round trip, one column per server, the most frequent first;
+ * calls below 0.001 per round trip (setup, timers, signals) summed into
+ * "other", then the total and the round trips counted.
+ */
+export function syscallTable(counts: Record<string, EchoSyscalls>, colour?: boolean): string {
+  const servers = Object.keys(counts);
+  const all = new Map<string, number>();
+  for (const c of Object.values(counts)) {
+    for (const [n, x] of Object.entries(c.perRoundTrip)) all.set(n, Math.max(all.get(n) ?? 0, x));
+  }
+  const shown = [...all].filter(([, x]) => x >= 0.001).sort((a, b) => b[1] - a[1]).map(([n]) => n);
+  const fmt = (x: number | undefined) => x === undefined ? "—" : x.toFixed(3);
+  const other = (c: EchoSyscalls) =>
+    Object.entries(c.perRoundTrip).filter(([n]) => !shown.includes(n)).reduce((a, [, x]) => a + x, 0);
+  const rows: Cell[][] = [
+    ...shown.map((n) => [n, ...servers.map((s) => fmt(counts[s].perRoundTrip[n]))]),
+    ["other", ...servers.map((s) => fmt(other(counts[s])))],
+    [{ text: "total", style: "bold" }, ...servers.map((s): Cell => ({ text: fmt(counts[s].total), style: "bold" }))],
+    ["round trips counted", ...servers.map((s) => int(counts[s].roundTrips))],
+  ];
+  return markdownTable(columns(["syscall"], servers), rows, colour);
+}
+
+/** The load slices `echoTargets()` reads: one server's round trips/s in one round. */
+export interface EchoSlice {
+  round: number;
+  server: string;
+  rate: number;
+}
+
+/**
+ * Issue 9's targets that the echo load run measures, from its summary (and
+ * its slices, for the runSync()/run() ratio per round): user CPU per round
+ * trip, CPU per round trip against C, and runSync() against run().
+ */
+export function echoTargets(summary: EchoSummary[], slices: EchoSlice[] = []): Target[] {
+  const find = (name: string) => summary.find((s) => s.server === name);
+  const targets: Target[] = [];
+  const run = find("fdloop");
+  const sync = find("fdloop-sync");
+  if (sync) {
+    targets.push({
+      target: "runSync() user CPU ≤ 0.4 µs/round trip",
+      value: `${num(sync.userUs.median, 2)} µs`,
+      met: sync.userUs.median <= 0.4,
+    });
+  }
+  if (run) {
+    targets.push({
+      target: "run() user CPU ≤ 0.5 µs/round trip",
+      value: `${num(run.userUs.median, 2)} µs`,
+      met: run.userUs.median <= 0.5,
+    });
+  }
+  for (const s of [sync, run]) {
+    if (!s?.cpuVs?.c || !s.coreVs?.c) continue;
+    targets.push({
+      target: `${s.server === "fdloop" ? "run()" : "runSync()"} CPU/round trip ≤ 1.10× the C server's`,
+      value: `server CPU ${times(s.cpuVs.c.median)}, server core ${times(s.coreVs.c.median)}`,
+      met: s.cpuVs.c.median <= 1.1 && s.coreVs.c.median <= 1.1,
+    });
+  }
+  if (run && sync) {
+    // Per-round ratios where the slices are there; else the ratio of the medians.
+    const perRound = slices.filter((s) => s.server === "fdloop-sync").flatMap((s) => {
+      const r = slices.find((x) => x.server === "fdloop" && x.round === s.round);
+      return r ? [s.rate / r.rate] : [];
+    });
+    const ratio = perRound.length
+      ? range(spreadOf(perRound), times)
+      : `${times(sync.rate.median / run.rate.median)} (ratio of medians)`;
+    const mid = perRound.length ? spreadOf(perRound).median : sync.rate.median / run.rate.median;
+    targets.push({
+      target: "runSync() round trips/s ≥ run()'s, and run() ≥ 0.95× runSync()",
+      value: `runSync()/run() ${ratio}`,
+      met: mid >= 1 && mid <= 1 / 0.95,
+    });
+  }
+  return targets;
+}
+
+/** Heap bytes per round trip below which an echo path counts as allocating nothing per message. */
+export const NO_ALLOCATION_BYTES = 2;
+
+/**
+ * Issue 9's "no allocation per message" from `echo_alloc.json`: every row at
+ * the load benchmark's 50 connections (or the most connections measured)
+ * below {@linkcode NO_ALLOCATION_BYTES} per round trip (a forced GC and
+ * `heapUsed` leave a little per-batch noise; one small object per message is
+ * 16 bytes or more).
+ */
+export function allocTarget(d: Json): Target {
+  const target = `no allocation per message: < ${NO_ALLOCATION_BYTES} B of heap per round trip at 50 connections, ` +
+    "every client and loop mode (`bench/echo_alloc.ts`)";
+  const rows: Json[] = Array.isArray(d?.rows) ? d.rows : [];
+  if (!rows.length) return { target, value: "`results/echo_alloc.json` missing", met: null };
+  const conns = rows.some((r) => r.conns === 50) ? 50 : Math.max(...rows.map((r) => Number(r.conns) || 0));
+  const mine = rows.filter((r) => r.conns === conns).sort((a, b) => b.bytesPerRoundTrip - a.bytesPerRoundTrip);
+  const worst = mine[0];
+  return {
+    target,
+    value: `worst ${num(worst.bytesPerRoundTrip, 2)} B (${worst.client}, \`${worst.mode}()\`${
+      conns === 50 ? "" : `, ${conns} connections`
+    })`,
+    met: worst.bytesPerRoundTrip < NO_ALLOCATION_BYTES,
+  };
+}
+
+/** Median KiB per idle connection by server, from `echo_idle_memory.json`'s samples. */
+function idlePerConnection(d: Json): Map<string, number> {
+  const samples: Json[] = Array.isArray(d?.samples) ? d.samples : [];
+  const out = new Map<string, number>();
+  for (const sv of new Set<string>(samples.map((x) => x.server))) {
+    out.set(sv, median(samples.filter((x) => x.server === sv).map((x) => Number(x.perConnectionKiB))));
+  }
+  return out;
+}
+
+/** Issue 9's "≤ 2 KiB of RSS per idle connection" for every fdloop server of `echo_idle_memory.json`. */
+export function idleMemoryTarget(d: Json): Target {
+  const target = "≤ 2 KiB of RSS per idle connection (`bench/load/idle_memory.ts`)";
+  const fdloop = [...idlePerConnection(d)].filter(([sv]) => sv.startsWith("fdloop"));
+  if (!fdloop.length) return { target, value: "`results/echo_idle_memory.json` missing", met: null };
+  return {
+    target,
+    value: fdloop.map(([sv, k]) => `${sv} ${num(k, 2)} KiB`).join(", "),
+    met: fdloop.every(([, k]) => k <= 2),
+  };
+}
+
+function renderEcho(d: Json, files: Record<string, Json>): string {
   const s = d.settings ?? {};
   if (!Array.isArray(d.summary)) return renderGeneric(d);
   const out = [
@@ -350,98 +555,100 @@ function renderEcho(d: Json): string {
     }, the load generator on CPU ${s.loadCpu ?? "?"}; ${s.rounds ?? "?"} rounds of ${
       s.sliceSeconds ?? "?"
     } s slices in rotated order after a ${s.warmupSeconds ?? "?"} s warm-up; median (min–max) over rounds, ratios ` +
-    "are medians of per-round ratios; server CPU from `/proc/PID/stat`, all threads.",
+    "are medians of per-round ratios; server CPU (user + sys) from `/proc/PID/stat`, all threads; server core is " +
+    "the busy time of the servers' core per round trip (`/proc/stat`), which adds the loopback interrupt work done " +
+    "while the server slept.",
     "",
-    markdownTable(
-      columns(["server"], [
-        "round trips/s (min–max)",
-        "vs C",
-        "vs Deno.listen",
-        "server CPU µs/rt (min–max)",
-        "user + sys µs",
-        "CPU/rt vs C",
-        "CPU/rt vs Deno.listen",
-        "server CPU",
-        "load core",
-      ]),
-      d.summary.map((r: Json) => [
-        r.label ?? r.server,
-        isSpread(r.rate) ? range(r.rate, int) : cellOf(r.rate),
-        ratio(r.rateVs?.c),
-        ratio(r.rateVs?.deno),
-        isSpread(r.cpuUs) ? range(r.cpuUs, (x) => num(x, 2)) : cellOf(r.cpuUs),
-        `${num(r.userUs?.median ?? r.userUs ?? NaN, 2)} + ${num(r.sysUs?.median ?? r.sysUs ?? NaN, 2)}`,
-        ratio(r.cpuVs?.c),
-        ratio(r.cpuVs?.deno),
-        typeof r.serverPct === "number" ? `${num(r.serverPct, 0)}%` : "—",
-        typeof r.loadCorePct === "number" ? `${num(r.loadCorePct, 0)}%` : "—",
-      ]),
-      false,
-    ),
+    echoTable(d.summary, false),
   ];
-  for (const [tool, title] of [["strace", "counted with `strace -c -f`"], ["perf", "counted with `perf stat`"]]) {
+  const tools = [
+    [
+      "perf",
+      `counted at full speed with \`perf stat\` on the syscall tracepoints, ${s.perfSeconds ?? "?"} s per server`,
+    ],
+    ["strace", `counted with \`strace -c -f\`, ${s.straceSeconds ?? "?"} s per server (strace slows the server)`],
+  ];
+  for (const [tool, title] of tools) {
     const counts = d.syscalls?.[tool];
     if (counts && Object.keys(counts).length) {
-      out.push("", `Syscalls per round trip, ${title}:`, "", syscallTable(counts));
+      out.push("", `Syscalls per round trip, ${title}:`, "", syscallTable(counts, false));
     }
   }
-  const targets: Json[] = d.targets ?? [];
-  if (targets.length) {
-    out.push("", "Targets:", "", ...targets.map((t) => `- ${t.met ? "met" : "**missed**"}: ${t.target} — ${t.value}`));
-  }
+  const targets = [
+    ...echoTargets(d.summary, Array.isArray(d.slices) ? d.slices : []),
+    allocTarget(files.echo_alloc),
+    idleMemoryTarget(files.echo_idle_memory),
+  ];
+  out.push("", "Issue 9's targets (the last two from the sections below):", "", ...targetLines(targets));
   const notes: string[] = d.notes ?? [];
   if (notes.length) out.push("", ...notes.map((n) => `- Note: ${n}`));
   return out.join("\n");
 }
 
+const MODE_TEXT: Record<string, string> = { runOnce: "`runOnce()` loop", run: "`await run()`", runSync: "`runSync()`" };
+
 function renderEchoAlloc(d: Json): string {
   const s = d.settings ?? {};
   if (!Array.isArray(d.rows)) return renderGeneric(d);
+  const rows: Json[] = d.rows;
+  const clients = [...new Set<string>(rows.map((r) => r.client))];
+  const conns = [...new Set<number>(rows.map((r) => r.conns))].sort((a, b) => a - b);
+  const modes = [...new Set<string>(rows.map((r) => r.mode))];
+  const cell = (client: string, mode: string, n: number): Cell => {
+    const r = rows.find((x) => x.client === client && x.mode === mode && x.conns === n);
+    if (!r) return "—";
+    const text = `${num(r.bytesPerRoundTrip, 2)} (${num(r.min, 2)}–${num(r.max, 2)})${r.gcDuringSamples ? " †" : ""}`;
+    return text;
+  };
+  const side = (client: string) => rows.find((r) => r.client === client)?.side ?? "";
   return [
-    `Heap allocated per echoed round trip of ${s.size ?? "?"} B: ${s.roundTrips ?? "?"} round trips per sample, ${
+    `Heap bytes allocated per echoed round trip of ${s.size ?? "?"} B, median (min–max) over ${
       s.samples ?? "?"
-    } samples, median (min–max); "GCs" counts the collections during the samples.`,
+    } samples of ${s.roundTrips ?? "?"} round trips, each after a forced GC. The **raw** client is a bare socket ` +
+    "(the figure is the server side's alone); the **Connection** client is fdloop's own (both sides).",
     "",
     markdownTable(
-      columns(["client", "measured", "loop"], [
-        "connections",
-        "heap bytes per round trip (min–max)",
-        "GCs",
-        "round trips/s",
-      ]),
-      d.rows.map((r: Json) => [
-        String(r.client ?? "—"),
-        String(r.side ?? "—"),
-        r.mode ? `\`${r.mode}()\`` : "—",
-        String(r.conns ?? "—"),
-        `${num(r.bytesPerRoundTrip, 2)} (${num(r.min, 2)}–${num(r.max, 2)})`,
-        String(r.gcDuringSamples ?? "—"),
-        typeof r.roundTripsPerSecond === "number" ? int(r.roundTripsPerSecond) : "—",
-      ]),
+      columns(["client", "loop"], conns.map((n) => `B/rt, ${n} connection${n === 1 ? "" : "s"}`)),
+      clients.flatMap((c) =>
+        modes.map((m): Cell[] => [`${c} (${side(c)})`, MODE_TEXT[m] ?? m, ...conns.map((n) => cell(c, m, n))])
+      ),
       false,
     ),
+    ...(rows.some((r) => r.gcDuringSamples) ? ["", "† a GC ran during some samples: those read low."] : []),
+    "",
+    ...targetLines([allocTarget(d)]),
   ].join("\n");
 }
 
 function renderIdleMemory(d: Json): string {
   const s = d.settings ?? {};
   if (!Array.isArray(d.samples)) return renderGeneric(d);
-  const servers = [...new Set<string>(d.samples.map((x: Json) => x.server))];
-  const rows = servers.map((sv) => {
+  const per = idlePerConnection(d);
+  const rows = [...per].map(([sv, kib]): Cell[] => {
     const mine: Json[] = d.samples.filter((x: Json) => x.server === sv);
     const m = (k: string) => median(mine.map((x) => Number(x[k])));
-    return [sv, int(m("rssBeforeKiB")), int(m("rssAfterKiB")), num(m("perConnectionKiB"), 2)];
+    return [
+      d.servers?.[sv] ?? sv,
+      int(m("rssBeforeKiB")),
+      int(m("rssAfterKiB")),
+      num(kib, 2),
+      mine.map((x) => num(Number(x.perConnectionKiB), 2)).join(", "),
+    ];
   });
   return [
-    `Resident memory of each server before and after ${s.conns ?? "?"} idle connections (each having echoed one ${
-      s.messageBytes ?? "?"
-    }-byte message), ${s.settleSeconds ?? "?"} s to settle; median of ${s.repeat ?? "?"} runs.`,
+    `Resident memory (\`VmRSS\`) of each server before and after ${
+      typeof s.conns === "number" ? int(s.conns) : "?"
+    } idle connections, each having echoed one ${s.messageBytes ?? "?"}-byte message, ${
+      s.settleSeconds ?? "?"
+    } s to settle; KiB per idle connection = the RSS delta ÷ the connections, median of ${s.repeat ?? "?"} runs.`,
     "",
     markdownTable(
-      columns(["server"], ["RSS before (KiB)", "RSS after (KiB)", "KiB per connection"]),
+      columns(["server"], ["RSS before (KiB)", "RSS after (KiB)", "KiB per idle connection", "runs"]),
       rows,
       false,
     ),
+    "",
+    ...targetLines([idleMemoryTarget(d)]),
   ].join("\n");
 }
 
@@ -640,7 +847,7 @@ export function renderResults(files: Record<string, Json>): string {
       out.push(`Not run yet: \`results/${b.key}.json\` does not exist. Run \`${b.run}\`.`);
       continue;
     }
-    out.push(metaLines(d, b.key), "", b.render(d));
+    out.push(metaLines(d, b.key), "", b.render(d, files));
   }
   return wrapMarkdown(out.join("\n")) + "\n";
 }

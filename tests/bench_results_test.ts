@@ -102,42 +102,100 @@ function fixtures(): Record<string, unknown> {
   };
 }
 
-/** Echo files in the shapes `bench/load/run.ts` and `bench/echo_alloc.ts` write, and two of no known shape. */
+/** One server of `echo_load.json`'s summary, as `bench/load/run.ts` writes it. */
+function echoSummary(server: string, label: string, rate: number, userUs: number, cpuVsC: number) {
+  return {
+    server,
+    label,
+    rate: spread(rate),
+    cpuUs: spread(userUs + 4),
+    coreUs: spread(userUs + 5),
+    userUs: spread(userUs),
+    sysUs: spread(4),
+    rateVs: { c: spread(rate / 150000), deno: null },
+    cpuVs: { c: spread(cpuVsC), deno: null },
+    coreVs: { c: spread(cpuVsC), deno: null },
+    serverPct: 86,
+    loadCorePct: 99,
+    otherPct: 1,
+  };
+}
+
+/** Syscall counts of one server, as `bench/load/run.ts` writes them. */
+const syscalls = (perRoundTrip: Record<string, number>) => ({
+  roundTrips: 12345,
+  seconds: 2,
+  perRoundTrip,
+  errorsPerRoundTrip: {},
+  total: Object.values(perRoundTrip).reduce((a, b) => a + b, 0),
+});
+
+/** Echo files in the shapes `bench/load/run.ts`, `bench/echo_alloc.ts` and `bench/load/idle_memory.ts` write, and two of no known shape. */
 function moreFixtures(): Record<string, unknown> {
   return {
     ...fixtures(),
     echo_load: {
       ...META,
       command: "deno run -A bench/load/run.ts",
-      settings: { rounds: 12, sliceSeconds: 1, warmupSeconds: 1, conns: 32, size: 64, serverCpu: "0", loadCpu: "1" },
-      summary: [{
-        server: "fdloop",
-        label: "fdloop `examples/echo.ts`",
-        rate: spread(160000, 150000, 170000),
-        cpuUs: spread(5.2),
-        userUs: spread(1.07),
-        sysUs: spread(4.19),
-        rateVs: { c: spread(0.98), deno: null },
-        cpuVs: { c: spread(1.05), deno: null },
-        serverPct: 86,
-        loadCorePct: 99,
-      }],
-      syscalls: { strace: { fdloop: { perRoundTrip: { recvfrom: 1, sendto: 1, epoll_wait: 0.5, futex: 0.001 } } } },
-      targets: [{ target: "run() CPU/round trip ≤ 1.10× the C server's", value: "1.05×", met: true }],
+      settings: {
+        rounds: 2,
+        sliceSeconds: 1,
+        warmupSeconds: 1,
+        conns: 32,
+        size: 64,
+        serverCpu: "0",
+        loadCpu: "1",
+        straceSeconds: 2,
+        perfSeconds: 3,
+      },
+      summary: [
+        echoSummary("fdloop", "fdloop `run()`", 160000, 0.45, 1.05),
+        echoSummary("fdloop-sync", "fdloop `runSync()`", 150000, 0.5, 1.2),
+        echoSummary("c", "C epoll", 150000, 0.2, 1),
+      ],
+      syscalls: {
+        strace: { fdloop: syscalls({ recvfrom: 1, sendto: 1, epoll_wait: 0.5, futex: 0.0001 }) },
+        perf: { fdloop: syscalls({ recvfrom: 1, sendto: 1, epoll_wait: 0.9 }), c: syscalls({ recvfrom: 1 }) },
+      },
+      // Stale targets: the section's come from the figures.
+      targets: [{ target: "run() CPU/round trip ≤ 1.10× the C server's", value: "9.99×", met: false }],
+      slices: [
+        { round: 0, server: "fdloop", rate: 100 },
+        { round: 0, server: "fdloop-sync", rate: 102 },
+        { round: 1, server: "fdloop", rate: 100 },
+        { round: 1, server: "fdloop-sync", rate: 104 },
+      ],
     },
     echo_alloc: {
       ...META,
       command: "deno run -A --v8-flags=--expose-gc bench/echo_alloc.ts",
       settings: { roundTrips: 4000, samples: 7, size: 64 },
-      rows: [{
-        client: "raw",
-        side: "server only",
-        mode: "run",
-        conns: 50,
-        bytesPerRoundTrip: 22.59,
-        min: 21,
-        max: 31.8,
-      }],
+      rows: [
+        { client: "raw", side: "server only", mode: "run", conns: 50, bytesPerRoundTrip: 22.59, min: 21, max: 31.8 },
+        { client: "raw", side: "server only", mode: "run", conns: 1, bytesPerRoundTrip: 64, min: 64, max: 70 },
+        {
+          client: "raw",
+          side: "server only",
+          mode: "runSync",
+          conns: 50,
+          bytesPerRoundTrip: 1.41,
+          min: 1.4,
+          max: 1.5,
+          gcDuringSamples: 1,
+        },
+      ],
+    },
+    echo_idle_memory: {
+      ...META,
+      command: "deno run -A bench/load/idle_memory.ts --repeat 2",
+      settings: { conns: 9000, repeat: 2, settleSeconds: 2, messageBytes: 64 },
+      servers: { fdloop: "fdloop `examples/echo.ts` (`run()`)" },
+      samples: [
+        { server: "fdloop", rssBeforeKiB: 48000, rssAfterKiB: 64000, perConnectionKiB: 1.8 },
+        { server: "node", rssBeforeKiB: 44000, rssAfterKiB: 88000, perConnectionKiB: 4.8 },
+        { server: "fdloop", rssBeforeKiB: 48000, rssAfterKiB: 66000, perConnectionKiB: 2 },
+        { server: "node", rssBeforeKiB: 44000, rssAfterKiB: 88000, perConnectionKiB: 4.9 },
+      ],
     },
     other: {
       date: "2026-01-01T00:00:00Z",
@@ -199,7 +257,7 @@ Deno.test("`renderResults()` gives every benchmark a section with its metadata, 
     http,
     /^\| `Deno\.serve` +\| +55,000 \(49,500–60,500\) \| +1\.00× \(0\.90×–1\.10×\) \| +17\.00 \(15\.30–18\.70\) \| +6\.50 \+ 10\.30 \|/m,
   );
-  assert.match(http, /^- \*\*missed\*\*: raw API ≥ 1\.2× Deno\.serve — 1\.04×$/m);
+  assert.match(http, /^- \*\*MISSED\*\*: raw API ≥ 1\.2× Deno\.serve — 1\.04×$/m);
 });
 
 Deno.test("`renderResults()` says which benchmarks have not run, and leaves out optional ones", () => {
@@ -218,22 +276,73 @@ Deno.test("`renderResults()` says which benchmarks have not run, and leaves out 
   assert.doesNotMatch(renderResults({}), /\*\*Date:\*\*/);
 });
 
-Deno.test("`renderResults()` renders the echo files, and files of unknown shape as a generic table", () => {
+Deno.test("`renderResults()` renders the echo load run: servers, syscalls, and issue 9's targets from the figures", () => {
   const md = renderResults(moreFixtures());
   const echo = section(md, "Echo servers side by side");
   assert.match(echo, /^- \*\*Command:\*\* `deno run -A bench\/load\/run\.ts`$/m);
+  assert.match(echo, /\| server core µs\/rt \|/);
   assert.match(
     echo,
-    /^\| fdloop `examples\/echo\.ts` \| +160,000 \(150,000–170,000\) \| +0\.98× \| +— \| .*\| +1\.07 \+ 4\.19 \|/m,
+    /^\| fdloop `run\(\)` +\| +160,000 \(144,000–176,000\) \| 1\.07× \(0\.96×–1\.17×\) \| +— \| .*\| +0\.45 \+ 4\.00 \| 1\.05× \(0\.95×–1\.16×\) \| +— \| +5\.45 \(4\.91–6\.00\) \| 1\.05× \(0\.95×–1\.16×\) \| +86% \| +99% \|$/m,
   );
-  assert.match(echo, /^\| `recvfrom` +\| +1\.00 \|$/m);
-  assert.match(echo, /^\| `epoll_wait` +\| +0\.50 \|$/m);
-  assert.doesNotMatch(echo, /futex/);
-  assert.match(echo, /^- met: run\(\) CPU\/round trip/m);
+  // perf first (full speed), then strace; rare calls summed as "other", then the total.
+  assert.ok(echo.indexOf("with `perf stat`") < echo.indexOf("with `strace -c -f`"));
+  assert.match(echo, /perf stat` on the syscall tracepoints, 3 s per server/);
+  assert.match(echo, /^\| epoll_wait +\| +0\.900 \| +— \|$/m);
+  assert.match(echo, /^\| round trips counted \| +12,345 \| +12,345 \|$/m);
+  assert.match(echo, /^\| epoll_wait +\| +0\.500 \|$/m);
+  assert.doesNotMatch(echo, /^\| futex/m);
+  assert.match(echo, /^\| other +\| +0\.000 \|$/m);
+  // The targets, from the figures (the stale `targets` of the file are not used).
+  assert.doesNotMatch(echo, /9\.99×/);
+  assert.match(echo, /^- \*\*MISSED\*\*: runSync\(\) user CPU ≤ 0\.4 µs\/round trip — 0\.50 µs$/m);
+  assert.match(echo, /^- met: run\(\) user CPU ≤ 0\.5 µs\/round trip — 0\.45 µs$/m);
   assert.match(
-    section(md, "Allocation on the echo path"),
-    /^\| raw +\| server only \| `run\(\)` \| +50 \| +22\.59 \(21\.00–31\.80\) \|/m,
+    echo,
+    /^- met: run\(\) CPU\/round trip ≤ 1\.10× the C server's — server CPU 1\.05×, server core 1\.05×$/m,
   );
+  assert.match(echo, /^- \*\*MISSED\*\*: runSync\(\) CPU\/round trip ≤ 1\.10× the C server's — server CPU 1\.20×/m);
+  assert.match(
+    echo,
+    /^- met: runSync\(\) round trips\/s ≥ run\(\)'s, .* — runSync\(\)\/run\(\) 1\.03× \(1\.02×–1\.04×\)$/m,
+  );
+  assert.match(echo, /^- \*\*MISSED\*\*: no allocation per message: [^]* — worst 22\.59 B \(raw, `run\(\)`\)$/m);
+  assert.match(echo, /^- met: ≤ 2 KiB of RSS per idle connection .* — fdloop 1\.90 KiB$/m);
+
+  // Without the allocation and idle memory files those two are "not measured".
+  const files = moreFixtures();
+  delete files.echo_alloc;
+  delete files.echo_idle_memory;
+  const alone = section(renderResults(files), "Echo servers side by side");
+  assert.match(alone, /^- not measured: no allocation per message: [^]* — `results\/echo_alloc\.json` missing$/m);
+  assert.match(alone, /^- not measured: ≤ 2 KiB of RSS per idle connection [^]* missing$/m);
+});
+
+Deno.test("`renderResults()` renders bytes per round trip per variant, and KiB per idle connection per server", () => {
+  const md = renderResults(moreFixtures());
+  const alloc = section(md, "Allocation on the echo path");
+  assert.match(alloc, /^- \*\*Command:\*\* `deno run -A --v8-flags=--expose-gc bench\/echo_alloc\.ts`$/m);
+  assert.match(alloc, /^\| client +\| loop +\| +B\/rt, 1 connection \| B\/rt, 50 connections \|$/m);
+  assert.match(
+    alloc,
+    /^\| raw \(server only\) \| `await run\(\)` \| +64\.00 \(64\.00–70\.00\) \| +22\.59 \(21\.00–31\.80\) \|$/m,
+  );
+  assert.match(alloc, /^\| raw \(server only\) \| `runSync\(\)` +\| +— \| +1\.41 \(1\.40–1\.50\) † \|$/m);
+  assert.match(alloc, /^† a GC ran during some samples/m);
+  assert.match(alloc, /^- \*\*MISSED\*\*: no allocation per message/m);
+
+  const idle = section(md, "Memory per idle connection");
+  assert.match(idle, /before and after 9,000 idle connections/);
+  assert.match(
+    idle,
+    /^\| fdloop `examples\/echo\.ts` \(`run\(\)`\) \| +48,000 \| +65,000 \| +1\.90 \| 1\.80, 2\.00 \|$/m,
+  );
+  assert.match(idle, /^\| node +\| +44,000 \| +88,000 \| +4\.85 \| 4\.80, 4\.90 \|$/m);
+  assert.match(idle, /^- met: ≤ 2 KiB of RSS per idle connection/m);
+});
+
+Deno.test("`renderResults()` renders files of unknown shape as a generic table", () => {
+  const md = renderResults(moreFixtures());
   assert.match(section(md, "other"), /^\| name \| +rate \| cpuUs \| +syscalls \|$/m);
   assert.match(section(md, "other"), /^\| a +\| 1,000 \(900–1,100\) \| +5\.20 \| recv 1, send 1 \|$/m);
   assert.match(section(md, "empty"), /No table of figures was found/);

@@ -27,65 +27,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stop = 0;
-static void on_signal(int sig) {
-  (void)sig;
-  stop = 1;
-}
-
-static void die(const char *what) {
-  perror(what);
-  exit(1);
-}
+#include "_server.h"
 
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 8000;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal; /* no SA_RESTART: epoll_wait returns EINTR */
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
-
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (lfd < 0) die("socket");
-  int one = 1;
-  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(lfd, (struct sockaddr *)&addr, sizeof addr) < 0) die("bind");
-  if (listen(lfd, 511) < 0) die("listen");
-  socklen_t alen = sizeof addr;
-  getsockname(lfd, (struct sockaddr *)&addr, &alen);
-  printf("listening on 127.0.0.1:%d\n", ntohs(addr.sin_port));
-  fflush(stdout);
-
-  int ep = epoll_create1(EPOLL_CLOEXEC);
-  if (ep < 0) die("epoll_create1");
-  struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd};
-  if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0) die("epoll_ctl");
+  catch_stop_signals();
+  int ep;
+  int lfd = listen_loopback(port, &ep);
 
   static struct epoll_event events[64];
   static char buf[64 * 1024];
   unsigned long connections = 0;
   unsigned long long bytes = 0;
   while (!stop) {
-    int n = epoll_wait(ep, events, 64, -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      die("epoll_wait");
-    }
+    int n = wait_events(ep, events, 64);
     for (int i = 0; i < n; i++) {
       int fd = events[i].data.fd;
       if (fd == lfd) {
-        for (;;) {
-          int c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (c < 0) break;
-          connections++;
-          setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-          struct epoll_event cev = {.events = EPOLLIN, .data.fd = c};
-          if (epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev) < 0) close(c);
-        }
+        while (accept_next(lfd, ep) >= 0) connections++;
         continue;
       }
       ssize_t r = recv(fd, buf, sizeof buf, 0);

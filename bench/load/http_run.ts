@@ -29,12 +29,27 @@
  */
 
 import { parseArgs } from "node:util";
-import { median, paint, Progress, runMeta, spreadOf } from "../_meta.ts";
+import { commandOutput, median, paint, Progress, runMeta, spreadOf } from "../_meta.ts";
 import { type HttpSummary, httpTable, writeResults } from "../results.ts";
-import { CLK_TCK, commandOutput, cpus, cpuTimes, haveTaskset, pinned } from "./_proc.ts";
+import {
+  checkNumbers,
+  checkServers,
+  compileC,
+  cpuAround,
+  cpus,
+  type CpuShares,
+  formatPcts,
+  haveTaskset,
+  idleCpu,
+  idleDuringOthers,
+  idleLine,
+  list,
+  pinned,
+  Proc,
+  ROOT,
+} from "./_proc.ts";
 
 const HERE = new URL("./", import.meta.url);
-const ROOT = new URL("../../", import.meta.url);
 const DENO = Deno.execPath();
 const EXAMPLE = new URL("examples/http_server.ts", ROOT).pathname;
 
@@ -106,39 +121,19 @@ const slice = Number(flags.slice);
 const warmup = Number(flags.warmup);
 const conns = Number(flags.conns);
 const depth = Number(flags.depth);
-const numeric: [string, number, number][] = [
-  ["rounds", rounds, 1],
-  ["slice", slice, 1],
-  ["warmup", warmup, 0],
-  ["conns", conns, 1],
-  ["depth", depth, 1],
-];
-for (const [name, v, min] of numeric) {
-  if (!Number.isInteger(v) || v < min) {
-    console.error(`--${name} must be an integer ≥ ${min}, got ${JSON.stringify(String(v))}`);
-    Deno.exit(2);
-  }
-}
-const names = flags.only === "" ? Object.keys(SERVERS) : flags.only.split(",").map((s) => s.trim()).filter((s) => s);
-for (const n of names) {
-  if (!(n in SERVERS)) {
-    console.error(`Unknown server ${JSON.stringify(n)}: use some of ${Object.keys(SERVERS).join(", ")}`);
-    Deno.exit(2);
-  }
-}
+checkNumbers([
+  ["rounds", rounds, 1, true],
+  ["slice", slice, 1, true],
+  ["warmup", warmup, 0, true],
+  ["conns", conns, 1, true],
+  ["depth", depth, 1, true],
+]);
+const names = flags.only === "" ? Object.keys(SERVERS) : list(flags.only);
+checkServers(names, SERVERS);
 if (names.includes("c")) {
   // The C floor is compiled for this run; without a compiler it is left out (or, asked for by name, an error).
-  const bin = `${await Deno.makeTempDir({ prefix: "fdloop_http_bench_" })}/http_baseline`;
-  const src = new URL("bench/c/http_baseline.c", ROOT).pathname;
-  let built = false;
-  try {
-    built =
-      (await new Deno.Command("cc", { args: ["-O2", "-o", bin, src], stdout: "null", stderr: "inherit" }).output())
-        .success;
-  } catch {
-    built = false;
-  }
-  if (built) SERVERS.c.argv = [bin, "0"];
+  const bin = await compileC("http_baseline", "fdloop_http_bench_");
+  if (bin) SERVERS.c.argv = [bin, "0"];
   else if (flags.only !== "") {
     console.error("Cannot compile bench/c/http_baseline.c (is cc installed?)");
     Deno.exit(1);
@@ -157,97 +152,10 @@ if (commandOutput("wrk", ["-v"]) === "") {
   Deno.exit(1);
 }
 
-/** Busy CPU seconds (not idle or iowait) of the whole machine and of the load core, from `/proc/stat`. */
-function machineTimes(): { busy: number; loadCore: number } {
-  const lines = Deno.readTextFileSync("/proc/stat").split("\n");
-  const busy = (line: string | undefined) => {
-    if (line === undefined) return 0;
-    // user nice system idle iowait irq softirq steal …
-    const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
-    return (f.reduce((a, b) => a + b, 0) - f[3] - f[4]) / CLK_TCK;
-  };
-  const loadCpu = `cpu${cpus < 2 ? 0 : flags["load-cpu"]} `;
-  return { busy: busy(lines[0]), loadCore: busy(lines.find((l) => l.startsWith(loadCpu))) };
-}
-
-/** A server child whose stdout is read line by line. */
-class Server {
-  readonly name: string;
-  readonly proc: Deno.ChildProcess;
-  readonly done: Promise<Deno.CommandStatus>;
-  stdout = "";
-  stderr = "";
-  port = 0;
-  #changed: (() => void) | null = null;
-
-  constructor(name: string) {
-    this.name = name;
-    const [cmd, args] = pinned(flags["server-cpu"], SERVERS[name].argv);
-    this.proc = new Deno.Command(cmd, {
-      args,
-      cwd: ROOT.pathname,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    const pump = async (stream: ReadableStream<Uint8Array>, append: (s: string) => void) => {
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-        append(text);
-        this.#changed?.();
-      }
-    };
-    this.done = Promise.all([
-      pump(this.proc.stdout, (s) => (this.stdout += s)),
-      pump(this.proc.stderr, (s) => (this.stderr += s)),
-    ]).then(() => this.proc.status);
-    void this.done.then(() => this.#changed?.());
-  }
-
-  get pid(): number {
-    return this.proc.pid;
-  }
-
-  async listening(timeoutMs = 15_000): Promise<number> {
-    const deadline = performance.now() + timeoutMs;
-    let exited = false;
-    void this.done.then(() => (exited = true));
-    for (;;) {
-      const m = /^listening on (?:[\d.]+|\[[\da-f:]+\]):(\d+)$/m.exec(this.stdout);
-      if (m) return this.port = Number(m[1]);
-      const left = deadline - performance.now();
-      if (exited || left <= 0) throw new Error(`${this.name} did not start: ${this.stdout} ${this.stderr}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#changed = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#changed = null;
-    }
-  }
-
-  /** SIGINT, then SIGKILL after `timeoutMs`. */
-  async stop(timeoutMs = 5000): Promise<string> {
-    const kill = (s: Deno.Signal) => {
-      try {
-        this.proc.kill(s);
-      } catch {
-        // Already gone.
-      }
-    };
-    kill("SIGINT");
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), timeoutMs)));
-    const status = await Promise.race([this.done, late]);
-    clearTimeout(timer);
-    if (status !== "late") return status.success ? "" : `exit code ${status.code} after SIGINT`;
-    kill("SIGKILL");
-    await this.done;
-    return "needed SIGKILL after SIGINT";
-  }
-}
+/** A server child, started at once. */
+type Server = Proc;
+const startServer = (name: string): Server => new Proc(name, SERVERS[name].argv, flags["server-cpu"]);
+const cores = { loadCpu: flags["load-cpu"], serverCpu: flags["server-cpu"] };
 
 // ---------------------------------------------------------------- wrk
 
@@ -282,7 +190,7 @@ async function wrk(port: number, seconds: number, pipelined: boolean): Promise<W
 
 // ---------------------------------------------------------------- measuring
 
-interface Slice {
+interface Slice extends CpuShares {
   round: number;
   server: string;
   rate: number;
@@ -290,40 +198,17 @@ interface Slice {
   userUs: number;
   sysUs: number;
   cpuUs: number;
-  /** % of one core used by the server during the slice. */
-  serverPct: number;
-  /** % busy of the load core (wrk, plus whatever else ran there). */
-  loadCorePct: number;
-  /** Busy CPU of the machine outside the server and the load core, % of one core. */
-  otherPct: number;
-  /** CPU the idle servers used meanwhile, % of one core, summed over them. */
-  idleOthersPct: number;
-  /** The same, server by server. */
-  idleByServer: Record<string, number>;
   errors: number;
   non2xx: number;
 }
 
 async function measure(servers: Server[], target: Server, round: number, pipelined: boolean): Promise<Slice> {
-  const before = servers.map((s) => cpuTimes(s.pid));
-  const m0 = machineTimes();
-  const t0 = performance.now();
-  const w = await wrk(target.port, slice, pipelined);
-  const wall = (performance.now() - t0) / 1000;
-  const m1 = machineTimes();
-  const after = servers.map((s) => cpuTimes(s.pid));
-  const i = servers.indexOf(target);
-  const user = after[i].user - before[i].user;
-  const sys = after[i].sys - before[i].sys;
-  let idleOthers = 0;
-  const idleByServer: Record<string, number> = {};
-  servers.forEach((s, j) => {
-    if (j === i) return;
-    const used = after[j].user + after[j].sys - before[j].user - before[j].sys;
-    idleOthers += used;
-    idleByServer[s.name] = (used / wall) * 100;
-  });
-  const loadCore = m1.loadCore - m0.loadCore;
+  const { result: w, user, sys, shares } = await cpuAround(
+    servers,
+    servers.indexOf(target),
+    cores,
+    () => wrk(target.port, slice, pipelined),
+  );
   return {
     round,
     server: target.name,
@@ -332,27 +217,10 @@ async function measure(servers: Server[], target: Server, round: number, pipelin
     userUs: (user / w.requests) * 1e6,
     sysUs: (sys / w.requests) * 1e6,
     cpuUs: ((user + sys) / w.requests) * 1e6,
-    serverPct: ((user + sys) / wall) * 100,
-    loadCorePct: (loadCore / wall) * 100,
-    otherPct: ((m1.busy - m0.busy - user - sys - loadCore - idleOthers) / wall) * 100,
-    idleOthersPct: (idleOthers / wall) * 100,
-    idleByServer,
+    ...shares,
     errors: w.errors,
     non2xx: w.non2xx,
   };
-}
-
-/** CPU each server uses while nothing loads it, as % of one core over `seconds`. */
-async function idleCheck(servers: Server[], seconds: number): Promise<Record<string, number>> {
-  const before = servers.map((s) => cpuTimes(s.pid));
-  await new Promise((r) => setTimeout(r, seconds * 1000));
-  const after = servers.map((s) => cpuTimes(s.pid));
-  return Object.fromEntries(
-    servers.map((s, i) => [
-      s.name,
-      ((after[i].user + after[i].sys - before[i].user - before[i].sys) / seconds) * 100,
-    ]),
-  );
 }
 
 // ---------------------------------------------------------------- statistics and the table
@@ -403,7 +271,7 @@ const meta = runMeta();
 const progress = new Progress("http_run");
 const started = performance.now();
 progress.step(`starting ${names.length} servers: ${names.join(", ")}`);
-const servers = names.map((n) => new Server(n));
+const servers = names.map(startServer);
 const stopNotes: Record<string, string> = {};
 const scenarios: { name: string; title: string; pipelined: boolean; slices: Slice[] }[] = [];
 let idleBefore: Record<string, number> = {};
@@ -421,9 +289,9 @@ try {
     if (warmup > 0 && !flags["no-pipeline"]) await wrk(s.port, 1, true);
   }
   progress.step("measuring idle CPU (2 s)");
-  idleBefore = await idleCheck(servers, 2);
+  idleBefore = await idleCpu(servers, 2);
   progress.step(
-    `idle CPU before: ${Object.entries(idleBefore).map(([n, p]) => `${n} ${p.toFixed(1)}%`).join(", ")}`,
+    `idle CPU before: ${formatPcts(idleBefore)}`,
   );
 
   const plan = [{
@@ -459,9 +327,9 @@ try {
     scenarios.push({ ...p, slices });
   }
   progress.step("measuring idle CPU (2 s)");
-  idleAfter = await idleCheck(servers, 2);
+  idleAfter = await idleCpu(servers, 2);
 } finally {
-  for (const s of servers) stopNotes[s.name] = await s.stop();
+  for (const s of servers) stopNotes[s.name] = await s.stop("SIGINT");
 }
 
 // ---------------------------------------------------------------- report
@@ -481,19 +349,8 @@ for (const sc of scenarios) {
   console.log(table(sc.title, results[sc.name]));
   console.log("");
 }
-const fmtIdle = (m: Record<string, number>) => Object.entries(m).map(([n, p]) => `${n} ${p.toFixed(1)}%`).join(", ");
-// Each server's CPU while another one is loaded: the mean over those slices, and the worst slice.
-const idleDuring = Object.fromEntries(names.map((n) => {
-  const xs = scenarios.flatMap((sc) => sc.slices.filter((s) => s.server !== n).map((s) => s.idleByServer[n]));
-  return [n, { mean: xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length), max: Math.max(0, ...xs) }];
-}));
-console.log(
-  `Idle servers' CPU (% of one core; /proc ticks are 10 ms, so ±1% per 1 s slice is noise): before ${
-    fmtIdle(idleBefore)
-  }; after ${fmtIdle(idleAfter)}; while another server is loaded, mean (worst slice): ${
-    Object.entries(idleDuring).map(([n, p]) => `${n} ${p.mean.toFixed(1)}% (${p.max.toFixed(0)}%)`).join(", ")
-  }.`,
-);
+const idleDuring = idleDuringOthers(names, scenarios.flatMap((sc) => sc.slices));
+console.log(idleLine(idleBefore, idleAfter, idleDuring));
 const notes = Object.entries(stopNotes).filter(([, n]) => n).map(([s, n]) => `${s}: ${n}`);
 if (notes.length) console.log(`Shutdown: ${notes.join("; ")}.`);
 

@@ -23,9 +23,10 @@
 
 import { parseArgs } from "node:util";
 import { type Cell, markdownTable, median, Progress, runMeta } from "../_meta.ts";
+import { writeResults } from "../results.ts";
+import { checkServers, compileC, list, ROOT } from "./_proc.ts";
 
 const HERE = new URL("./", import.meta.url);
-const ROOT = new URL("../../", import.meta.url);
 const DENO = Deno.execPath();
 
 const SERVERS: Record<string, { label: string; argv: string[] }> = {
@@ -70,23 +71,15 @@ Options:
 const conns = Number(flags.conns);
 const repeat = Number(flags.repeat);
 const settle = Number(flags.settle);
-const names = flags.only.split(",").map((s) => s.trim()).filter((s) => s);
+const names = list(flags.only);
 if (!(Number.isInteger(conns) && conns > 0 && Number.isInteger(repeat) && repeat > 0 && settle >= 0)) {
   console.error("--conns and --repeat must be positive integers, --settle at least 0");
   Deno.exit(2);
 }
-for (const n of names) {
-  if (!(n in SERVERS)) {
-    console.error(`Unknown server ${JSON.stringify(n)}: use some of ${Object.keys(SERVERS).join(", ")}`);
-    Deno.exit(2);
-  }
-}
+checkServers(names, SERVERS);
 if (names.includes("c")) {
-  const bin = `${await Deno.makeTempDir({ prefix: "fdloop_idle_mem_" })}/echo_baseline`;
-  const src = new URL("bench/c/echo_baseline.c", ROOT).pathname;
-  const ok = await new Deno.Command("cc", { args: ["-O2", "-o", bin, src], stderr: "inherit" }).output()
-    .then((o) => o.success, () => false);
-  if (!ok) {
+  const bin = await compileC("echo_baseline", "fdloop_idle_mem_");
+  if (!bin) {
     console.error("Cannot compile bench/c/echo_baseline.c (is cc installed?)");
     Deno.exit(1);
   }
@@ -245,9 +238,9 @@ console.log(
     rows,
   ),
 );
-await Deno.writeTextFile(
-  flags.out,
-  JSON.stringify({ ...meta, settings: { conns, repeat, settleSeconds: settle, messageBytes: 64 }, samples }, null, 2) +
-    "\n",
-);
-console.error(`wrote ${flags.out}`);
+await writeResults(flags.out, {
+  ...meta,
+  settings: { conns, repeat, settleSeconds: settle, messageBytes: 64 },
+  servers: Object.fromEntries(names.map((n) => [n, SERVERS[n].label])),
+  samples,
+});

@@ -35,11 +35,26 @@
  */
 
 import { parseArgs } from "node:util";
-import { type Cell, markdownTable, paint, Progress, runMeta, type Spread, spreadOf } from "../_meta.ts";
-import { CLK_TCK, commandOutput, cpus, cpuTimes, haveTaskset, pinned } from "./_proc.ts";
+import { commandOutput, paint, Progress, runMeta, spreadOf } from "../_meta.ts";
+import { type EchoSummary, type EchoSyscalls, echoTable, echoTargets, syscallTable, writeResults } from "../results.ts";
+import {
+  checkNumbers,
+  checkServers,
+  compileC,
+  cpuAround,
+  cpus,
+  type CpuShares,
+  formatPcts,
+  haveTaskset,
+  idleCpu,
+  idleDuringOthers,
+  idleLine,
+  list,
+  Proc,
+  ROOT,
+} from "./_proc.ts";
 
 const HERE = new URL("./", import.meta.url);
-const ROOT = new URL("../../", import.meta.url);
 const DENO = Deno.execPath();
 const ECHO = new URL("examples/echo.ts", ROOT).pathname;
 
@@ -114,7 +129,7 @@ const conns = Number(flags.conns);
 const size = Number(flags.size);
 const straceSeconds = Number(flags.strace);
 const perfSeconds = Number(flags.perf);
-const numeric: [string, number, number, boolean][] = [
+checkNumbers([
   ["rounds", rounds, 1, true],
   ["slice", slice, 0.1, false],
   ["warmup", warmup, 0, false],
@@ -122,38 +137,15 @@ const numeric: [string, number, number, boolean][] = [
   ["size", size, 1, true],
   ["strace", straceSeconds, 0, false],
   ["perf", perfSeconds, 0, false],
-];
-for (const [name, v, min, integer] of numeric) {
-  if (!(v >= min) || (integer && !Number.isInteger(v))) {
-    console.error(
-      `--${name} must be ${integer ? "an integer" : "a number"} ≥ ${min}, got ${JSON.stringify(String(v))}`,
-    );
-    Deno.exit(2);
-  }
-}
-const list = (s: string) => s.split(",").map((x) => x.trim()).filter((x) => x);
+]);
 const names = flags.only === "" ? Object.keys(SERVERS) : list(flags.only);
-for (const n of [...names, ...list(flags["syscalls-of"])]) {
-  if (!(n in SERVERS)) {
-    console.error(`Unknown server ${JSON.stringify(n)}: use some of ${Object.keys(SERVERS).join(", ")}`);
-    Deno.exit(2);
-  }
-}
+checkServers([...names, ...list(flags["syscalls-of"])], SERVERS);
 
 const notes: string[] = [];
 if (names.includes("c")) {
   // The C ceiling is compiled for this run; without a compiler it is left out (or, asked for by name, an error).
-  const bin = `${await Deno.makeTempDir({ prefix: "fdloop_echo_bench_" })}/echo_baseline`;
-  const src = new URL("bench/c/echo_baseline.c", ROOT).pathname;
-  let built = false;
-  try {
-    built =
-      (await new Deno.Command("cc", { args: ["-O2", "-o", bin, src], stdout: "null", stderr: "inherit" }).output())
-        .success;
-  } catch {
-    built = false;
-  }
-  if (built) SERVERS.c.argv = [bin, "0"];
+  const bin = await compileC("echo_baseline", "fdloop_echo_bench_");
+  if (bin) SERVERS.c.argv = [bin, "0"];
   else if (flags.only !== "") {
     console.error("Cannot compile bench/c/echo_baseline.c (is cc installed?)");
     Deno.exit(1);
@@ -208,120 +200,7 @@ if (
 if (!haveTaskset) console.error("warning: taskset is missing: processes are not pinned");
 else if (cpus < 2) console.error("warning: fewer than 2 CPUs: servers and load share a core");
 
-/** Busy CPU seconds (not idle or iowait) of the whole machine, the load core and the server core, from `/proc/stat`. */
-function machineTimes(): { busy: number; loadCore: number; serverCore: number } {
-  const lines = Deno.readTextFileSync("/proc/stat").split("\n");
-  const busy = (line: string | undefined) => {
-    if (line === undefined) return 0;
-    // user nice system idle iowait irq softirq steal …
-    const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
-    return (f.reduce((a, b) => a + b, 0) - f[3] - f[4]) / CLK_TCK;
-  };
-  const loadCpu = `cpu${cpus < 2 ? 0 : flags["load-cpu"]} `;
-  const serverCpu = `cpu${cpus < 2 ? 0 : flags["server-cpu"]} `;
-  return {
-    busy: busy(lines[0]),
-    loadCore: busy(lines.find((l) => l.startsWith(loadCpu))),
-    serverCore: busy(lines.find((l) => l.startsWith(serverCpu))),
-  };
-}
-
-/** A child whose stdout is read line by line, and whose stdin can be written to. */
-class Proc {
-  readonly name: string;
-  readonly proc: Deno.ChildProcess;
-  readonly done: Promise<Deno.CommandStatus>;
-  stderr = "";
-  readonly #lines: string[] = [];
-  #ended = false;
-  #changed: (() => void) | null = null;
-  #stdin: WritableStreamDefaultWriter<Uint8Array> | null = null;
-
-  constructor(name: string, argv: string[], cpu: string, stdin: boolean) {
-    this.name = name;
-    const [cmd, args] = pinned(cpu, argv);
-    this.proc = new Deno.Command(cmd, {
-      args,
-      cwd: ROOT.pathname,
-      stdin: stdin ? "piped" : "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    if (stdin) this.#stdin = this.proc.stdin.getWriter();
-    const out = async () => {
-      let buf = "";
-      for await (const text of this.proc.stdout.pipeThrough(new TextDecoderStream())) {
-        buf += text;
-        let nl: number;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          this.#lines.push(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-        }
-        this.#changed?.();
-      }
-    };
-    const err = async () => {
-      for await (const text of this.proc.stderr.pipeThrough(new TextDecoderStream())) this.stderr += text;
-    };
-    this.done = Promise.all([out(), err()]).then(() => this.proc.status);
-    void this.done.then(() => {
-      this.#ended = true;
-      this.#changed?.();
-    });
-  }
-
-  get pid(): number {
-    return this.proc.pid;
-  }
-
-  async send(line: string): Promise<void> {
-    await this.#stdin!.write(new TextEncoder().encode(`${line}\n`));
-  }
-
-  /** The next stdout line matching `re` (earlier lines are skipped); fails after `timeoutMs`. */
-  async expect(re: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      while (this.#lines.length > 0) {
-        const m = re.exec(this.#lines.shift()!);
-        if (m) return m;
-      }
-      if (this.#ended) throw new Error(`${this.name} ended before printing ${re}; stderr: ${this.stderr}`);
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`${this.name} printed no ${re} within ${timeoutMs} ms; stderr: ${this.stderr}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#changed = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#changed = null;
-    }
-  }
-
-  /** Sends `signal` (or closes stdin), then SIGKILL after `timeoutMs`. Returns a note, "" for a clean exit. */
-  async stop(signal: Deno.Signal | "stdin", timeoutMs = 5000): Promise<string> {
-    const kill = (s: Deno.Signal) => {
-      try {
-        this.proc.kill(s);
-      } catch {
-        // Already gone.
-      }
-    };
-    if (signal === "stdin") await this.#stdin?.close().catch(() => {});
-    else kill(signal);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), timeoutMs)));
-    const status = await Promise.race([this.done, late]);
-    clearTimeout(timer);
-    if (status !== "late") return status.success ? "" : `exit code ${status.code} after ${signal}`;
-    kill("SIGKILL");
-    await this.done;
-    return `needed SIGKILL after ${signal}`;
-  }
-}
+const cores = { loadCpu: flags["load-cpu"], serverCpu: flags["server-cpu"] };
 
 /** A server under test and its own load generator. */
 interface Pair {
@@ -347,7 +226,7 @@ async function loadFor(pair: Pair, seconds: number): Promise<LoadResult> {
 
 // ---------------------------------------------------------------- measuring
 
-interface Slice {
+interface Slice extends CpuShares {
   round: number;
   server: string;
   rate: number;
@@ -360,38 +239,16 @@ interface Slice {
    * (loopback TCP) done on that core while the server slept, which /proc charges to no task.
    */
   coreUs: number;
-  /** % of one core used by the server during the slice. */
-  serverPct: number;
-  /** % busy of the load core (the load generator, plus whatever else ran there). */
-  loadCorePct: number;
-  /** Busy CPU of the machine outside the servers and the load core, % of one core. */
-  otherPct: number;
-  /** CPU the idle servers used meanwhile, % of one core, summed over them. */
-  idleOthersPct: number;
-  /** The same, server by server. */
-  idleByServer: Record<string, number>;
 }
 
 async function measure(pairs: Pair[], target: Pair, round: number): Promise<Slice> {
-  const before = pairs.map((p) => cpuTimes(p.server.pid));
-  const m0 = machineTimes();
-  const t0 = performance.now();
-  const r = await loadFor(target, slice);
-  const wall = (performance.now() - t0) / 1000;
-  const m1 = machineTimes();
-  const after = pairs.map((p) => cpuTimes(p.server.pid));
-  const i = pairs.indexOf(target);
-  const user = after[i].user - before[i].user;
-  const sys = after[i].sys - before[i].sys;
-  let idleOthers = 0;
-  const idleByServer: Record<string, number> = {};
-  pairs.forEach((p, j) => {
-    if (j === i) return;
-    const used = after[j].user + after[j].sys - before[j].user - before[j].sys;
-    idleOthers += used;
-    idleByServer[p.name] = (used / wall) * 100;
-  });
-  const loadCore = m1.loadCore - m0.loadCore;
+  const servers = pairs.map((p) => ({ name: p.name, pid: p.server.pid }));
+  const { result: r, user, sys, serverCore, shares } = await cpuAround(
+    servers,
+    pairs.indexOf(target),
+    cores,
+    () => loadFor(target, slice),
+  );
   // CPU is charged for every round trip of the slice, the drained ones included.
   return {
     round,
@@ -401,36 +258,12 @@ async function measure(pairs: Pair[], target: Pair, round: number): Promise<Slic
     userUs: (user / r.all) * 1e6,
     sysUs: (sys / r.all) * 1e6,
     cpuUs: ((user + sys) / r.all) * 1e6,
-    coreUs: ((m1.serverCore - m0.serverCore - idleOthers) / r.all) * 1e6,
-    serverPct: ((user + sys) / wall) * 100,
-    loadCorePct: (loadCore / wall) * 100,
-    otherPct: ((m1.busy - m0.busy - user - sys - loadCore - idleOthers) / wall) * 100,
-    idleOthersPct: (idleOthers / wall) * 100,
-    idleByServer,
+    coreUs: (serverCore / r.all) * 1e6,
+    ...shares,
   };
 }
 
-/** CPU each server uses while nothing loads it, as % of one core over `seconds`. */
-async function idleCheck(pairs: Pair[], seconds: number): Promise<Record<string, number>> {
-  const before = pairs.map((p) => cpuTimes(p.server.pid));
-  await new Promise((r) => setTimeout(r, seconds * 1000));
-  const after = pairs.map((p) => cpuTimes(p.server.pid));
-  return Object.fromEntries(
-    pairs.map((p, i) => [p.name, ((after[i].user + after[i].sys - before[i].user - before[i].sys) / seconds) * 100]),
-  );
-}
-
-interface Syscalls {
-  /** Round trips while strace was attached (drained ones included). */
-  roundTrips: number;
-  /** Seconds of load. */
-  seconds: number;
-  /** Syscalls per round trip, by name, most frequent first. */
-  perRoundTrip: Record<string, number>;
-  /** Failed calls per round trip (EAGAIN, EINTR …), by name. */
-  errorsPerRoundTrip: Record<string, number>;
-  total: number;
-}
+type Syscalls = EchoSyscalls;
 
 /** Loads `pair` for `seconds` with `perf stat` counting its server's syscalls (every thread). */
 async function perfCount(pair: Pair, seconds: number): Promise<Syscalls> {
@@ -510,28 +343,10 @@ async function straceCount(pair: Pair, seconds: number): Promise<Syscalls> {
 
 // ---------------------------------------------------------------- statistics and the table
 
-type Stats = Spread;
 const stats = spreadOf;
 const median = (xs: number[]) => spreadOf(xs).median;
 
-interface Summary {
-  server: string;
-  label: string;
-  rate: Stats;
-  cpuUs: Stats;
-  coreUs: Stats;
-  userUs: Stats;
-  sysUs: Stats;
-  /** Medians over rounds of this server's round trips/s ÷ the reference's in the same round. */
-  rateVs: Record<string, Stats | null>;
-  /** Medians over rounds of this server's CPU per round trip ÷ the reference's in the same round. */
-  cpuVs: Record<string, Stats | null>;
-  /** The same for the server core's busy time per round trip. */
-  coreVs: Record<string, Stats | null>;
-  serverPct: number;
-  loadCorePct: number;
-  otherPct: number;
-}
+type Summary = EchoSummary;
 
 function summarize(slices: Slice[]): Summary[] {
   const ratios = (mine: Slice[], ref: string, pick: (s: Slice) => number) => {
@@ -560,69 +375,6 @@ function summarize(slices: Slice[]): Summary[] {
 
 const fmtRate = (x: number) => Math.round(x).toLocaleString("en-US");
 const fmtUs = (x: number) => x.toFixed(2);
-const fmtX = (x: number) => `${x.toFixed(2)}×`;
-const spread = (s: Stats, f: (x: number) => string) => `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
-const vs = (s: Stats | null, f: (x: number) => string = fmtX) => s ? spread(s, f) : "—";
-
-function table(summaries: Summary[]): string {
-  const right = (title: string) => ({ title, align: "right" as const });
-  const columns = [
-    { title: "server" },
-    right("round trips/s (min–max)"),
-    right("rt/s vs C"),
-    right("rt/s vs Deno.listen"),
-    right("server CPU µs/rt (min–max)"),
-    right("user + sys µs"),
-    right("CPU/rt vs C"),
-    right("CPU/rt vs Deno.listen"),
-    right("server core µs/rt"),
-    right("core/rt vs C"),
-    right("server CPU"),
-    right("load core"),
-  ];
-  const rows = summaries.map((s): Cell[] => {
-    const fdloop = s.server.startsWith("fdloop");
-    return [
-      fdloop ? { text: s.label, style: "bold" } : s.label,
-      spread(s.rate, fmtRate),
-      vs(s.rateVs.c),
-      vs(s.rateVs.deno),
-      spread(s.cpuUs, fmtUs),
-      `${fmtUs(s.userUs.median)} + ${fmtUs(s.sysUs.median)}`,
-      // The issue's bound: fdloop's CPU per round trip ≤ 1.10× C's.
-      fdloop && s.cpuVs.c ? { text: vs(s.cpuVs.c), style: s.cpuVs.c.median <= 1.1 ? "green" : "red" } : vs(s.cpuVs.c),
-      vs(s.cpuVs.deno),
-      spread(s.coreUs, fmtUs),
-      fdloop && s.coreVs.c
-        ? { text: vs(s.coreVs.c), style: s.coreVs.c.median <= 1.1 ? "green" : "red" }
-        : vs(s.coreVs.c),
-      `${s.serverPct.toFixed(0)}%`,
-      `${s.loadCorePct.toFixed(0)}%`,
-    ];
-  });
-  return markdownTable(columns, rows);
-}
-
-/** Syscalls per round trip, one column per server, the most frequent first. */
-function syscallTable(counts: Record<string, Syscalls>): string {
-  const servers = Object.keys(counts);
-  const all = new Map<string, number>();
-  for (const c of Object.values(counts)) {
-    for (const [n, x] of Object.entries(c.perRoundTrip)) all.set(n, Math.max(all.get(n) ?? 0, x));
-  }
-  // Calls below 0.001 per round trip (setup, timers, signals) are summed into "other".
-  const shown = [...all].filter(([, x]) => x >= 0.001).sort((a, b) => b[1] - a[1]).map(([n]) => n);
-  const fmt = (x: number | undefined) => x === undefined ? "—" : x.toFixed(3);
-  const other = (c: Syscalls) =>
-    Object.entries(c.perRoundTrip).filter(([n]) => !shown.includes(n)).reduce((a, [, x]) => a + x, 0);
-  const rows: Cell[][] = [
-    ...shown.map((n) => [n, ...servers.map((s) => fmt(counts[s].perRoundTrip[n]))]),
-    ["other", ...servers.map((s) => fmt(other(counts[s])))],
-    [{ text: "total", style: "bold" }, ...servers.map((s): Cell => ({ text: fmt(counts[s].total), style: "bold" }))],
-    ["round trips counted", ...servers.map((s) => fmtRate(counts[s].roundTrips))],
-  ];
-  return markdownTable([{ title: "syscall" }, ...servers.map((s) => ({ title: s, align: "right" as const }))], rows);
-}
 
 // ---------------------------------------------------------------- the run
 
@@ -641,8 +393,7 @@ try {
     // The pair is registered before anything can fail, so the finally below stops what was started.
     const pair = { name, server, load: null as unknown as Proc, port: 0 };
     pairs.push(pair);
-    const m = await server.expect(/^listening on (?:[\d.]+|\[[\da-f:]+\]):(\d+)$/, 15_000);
-    pair.port = Number(m[1]);
+    pair.port = await server.listening();
     const loadArgv = [
       "node",
       new URL("echo_load.mjs", HERE).pathname,
@@ -666,8 +417,8 @@ try {
       await loadFor(p, warmup);
     }
   }
-  idleBefore = await idleCheck(pairs, 2);
-  progress.step(`idle CPU before: ${Object.entries(idleBefore).map(([n, p]) => `${n} ${p.toFixed(1)}%`).join(", ")}`);
+  idleBefore = await idleCpu(pairs.map((p) => ({ name: p.name, pid: p.server.pid })), 2);
+  progress.step(`idle CPU before: ${formatPcts(idleBefore)}`);
 
   for (let round = 0; round < rounds; round++) {
     const order = pairs.map((_, i) => pairs[(i + round) % pairs.length]);
@@ -685,7 +436,7 @@ try {
       );
     }
   }
-  idleAfter = await idleCheck(pairs, 2);
+  idleAfter = await idleCpu(pairs.map((p) => ({ name: p.name, pid: p.server.pid })), 2);
 
   for (const name of straceNames) {
     progress.step(`strace -c -f: ${name}, ${straceSeconds} s of load`);
@@ -725,21 +476,10 @@ console.log(
     "measured in the same round.\n",
 );
 const summary = summarize(slices);
-console.log(table(summary));
+console.log(echoTable(summary));
 console.log("");
-const fmtIdle = (m: Record<string, number>) => Object.entries(m).map(([n, p]) => `${n} ${p.toFixed(1)}%`).join(", ");
-// Each server's CPU while another one is loaded: the mean over those slices, and the worst slice.
-const idleDuring = Object.fromEntries(names.map((n) => {
-  const xs = slices.filter((s) => s.server !== n).map((s) => s.idleByServer[n]);
-  return [n, { mean: xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length), max: Math.max(0, ...xs) }];
-}));
-console.log(
-  `Idle servers' CPU (% of one core; /proc ticks are 10 ms, so ±1% per 1 s slice is noise): before ${
-    fmtIdle(idleBefore)
-  }; after ${fmtIdle(idleAfter)}; while another server is loaded, mean (worst slice): ${
-    Object.entries(idleDuring).map(([n, p]) => `${n} ${p.mean.toFixed(1)}% (${p.max.toFixed(0)}%)`).join(", ")
-  }.`,
-);
+const idleDuring = idleDuringOthers(names, slices);
+console.log(idleLine(idleBefore, idleAfter, idleDuring));
 console.log(
   "\"Server core\" is the busy time of the servers' core per round trip (`/proc/stat`, less the idle servers' " +
     "CPU): the server's CPU plus the interrupt and loopback softirq work done on that core while the server " +
@@ -769,44 +509,7 @@ if (Object.keys(perfSyscalls).length > 0) {
 }
 
 // The issue's targets.
-const find = (name: string) => summary.find((s) => s.server === name);
-const targets: { target: string; value: string; met: boolean }[] = [];
-const run = find("fdloop");
-const sync = find("fdloop-sync");
-if (sync) {
-  targets.push({
-    target: "runSync() user CPU ≤ 0.4 µs/round trip",
-    value: `${fmtUs(sync.userUs.median)} µs`,
-    met: sync.userUs.median <= 0.4,
-  });
-}
-if (run) {
-  targets.push({
-    target: "run() user CPU ≤ 0.5 µs/round trip",
-    value: `${fmtUs(run.userUs.median)} µs`,
-    met: run.userUs.median <= 0.5,
-  });
-}
-for (const s of [sync, run]) {
-  if (!s?.cpuVs.c || !s.coreVs.c) continue;
-  targets.push({
-    target: `${s.server === "fdloop" ? "run()" : "runSync()"} CPU/round trip ≤ 1.10× the C server's`,
-    value: `server CPU ${fmtX(s.cpuVs.c.median)}, server core ${fmtX(s.coreVs.c.median)}`,
-    met: s.cpuVs.c.median <= 1.1 && s.coreVs.c.median <= 1.1,
-  });
-}
-if (run && sync) {
-  const ratio = stats(
-    slices.filter((s) => s.server === "fdloop-sync").map((s) =>
-      s.rate / slices.find((r) => r.server === "fdloop" && r.round === s.round)!.rate
-    ),
-  );
-  targets.push({
-    target: "runSync() round trips/s ≥ run()'s, and run() ≥ 0.95× runSync()",
-    value: `runSync()/run() ${spread(ratio, fmtX)}`,
-    met: ratio.median >= 1 && ratio.median <= 1 / 0.95,
-  });
-}
+const targets = echoTargets(summary, slices);
 if (targets.length) {
   console.log("\nTargets (issue 9):\n");
   for (const t of targets) {
@@ -816,41 +519,34 @@ if (targets.length) {
 const total = (performance.now() - started) / 1000;
 console.log(`\nTotal time ${total.toFixed(0)} s.`);
 
-const outDir = flags.out.includes("/") ? flags.out.slice(0, flags.out.lastIndexOf("/")) : ".";
-await Deno.mkdir(outDir || "/", { recursive: true });
-await Deno.writeTextFile(
+await writeResults(
   flags.out,
-  JSON.stringify(
-    {
-      date: meta.date,
-      command,
-      machine: mach,
-      versions,
-      settings: {
-        rounds,
-        sliceSeconds: slice,
-        warmupSeconds: warmup,
-        conns,
-        size,
-        inFlightPerConnection: 1,
-        straceSeconds,
-        perfSeconds,
-        serverCpu: flags["server-cpu"],
-        loadCpu: flags["load-cpu"],
-        pinned: haveTaskset,
-      },
-      servers: Object.fromEntries(names.map((n) => [n, SERVERS[n].label])),
-      notes,
-      idleCpuPct: { before: idleBefore, after: idleAfter, duringOthers: idleDuring },
-      shutdown: stopNotes,
-      summary,
-      syscalls: { strace: syscalls, perf: perfSyscalls },
-      targets,
-      slices,
-      totalSeconds: total,
+  {
+    date: meta.date,
+    command,
+    machine: mach,
+    versions,
+    settings: {
+      rounds,
+      sliceSeconds: slice,
+      warmupSeconds: warmup,
+      conns,
+      size,
+      inFlightPerConnection: 1,
+      straceSeconds,
+      perfSeconds,
+      serverCpu: flags["server-cpu"],
+      loadCpu: flags["load-cpu"],
+      pinned: haveTaskset,
     },
-    null,
-    2,
-  ) + "\n",
+    servers: Object.fromEntries(names.map((n) => [n, SERVERS[n].label])),
+    notes,
+    idleCpuPct: { before: idleBefore, after: idleAfter, duringOthers: idleDuring },
+    shutdown: stopNotes,
+    summary,
+    syscalls: { strace: syscalls, perf: perfSyscalls },
+    targets,
+    slices,
+    totalSeconds: total,
+  },
 );
-console.error(`wrote ${flags.out}`);
