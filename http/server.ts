@@ -466,7 +466,7 @@ class Exchange implements HttpRequest, HttpResponse {
     const minor = this.head.versionMinor;
     const status = this.status;
     out.put(statusLine(status, minor));
-    if (!this.#userDate) out.put(dateHeader());
+    if (!this.#userDate) out.put(dateHeader(this.conn.server.reactor.time()));
     this.#flushExtraText();
     if (this.#first !== null) out.put(this.#first);
     const extra = this.#extra;

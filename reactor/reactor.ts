@@ -209,9 +209,10 @@ export class Reactor {
    * loop reads it before computing each wait's timeout and after each wait,
    * and every timer, timeout and yield decision of that iteration uses the
    * value read. Callbacks see the time their iteration started dispatching,
-   * so `callLater(d)` from a callback is due `d` ms after that. Anywhere
-   * else (before `run()`, from a promise while `run()` is parked) the clock
-   * is read afresh.
+   * so `callLater(d)` from a callback is due `d` ms after that, and so do
+   * the promise continuations `run()` lets run right after the callbacks.
+   * Anywhere else (before `run()`, from a promise while `run()` is parked)
+   * the clock is read afresh.
    */
   time(): number {
     return this.#inCallbacks ? this.#now : this.#updateTime();
@@ -402,8 +403,13 @@ export class Reactor {
         this.#runCallbacks(n);
         // Let the promise continuations these callbacks started run now, as Node runs its
         // microtasks after each callback: a fetch handler's response is written on this turn
-        // or the next, not at the next park or yield.
-        for (let i = 0; i < MICROTASK_TURNS; i++) await undefined;
+        // or the next, not at the next park or yield. They belong to this iteration: time() is its time.
+        this.#inCallbacks = true;
+        try {
+          for (let i = 0; i < MICROTASK_TURNS; i++) await undefined;
+        } finally {
+          this.#inCallbacks = false;
+        }
         if (this.#updateTime() - lastYield >= this.#yieldMs) {
           await this.#yieldToDeno();
           lastYield = this.#updateTime();

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { OutBuffer } from "../http/response.ts";
+import { dateHeader, OutBuffer } from "../http/response.ts";
 
 const encoder = new TextEncoder();
 
@@ -45,4 +45,24 @@ Deno.test("OutBuffer grows, keeping what it holds, and writes decimals and hex",
   assert.equal(new TextDecoder().decode(out.view()), "len=0,1234567890,ff\r\ntail");
   out.clear();
   assert.equal(out.view().byteLength, 0);
+});
+
+Deno.test("dateHeader() reads the wall clock again after 10 ms of loop time or 256 uses, and formats once per second", () => {
+  const realNow = Date.now;
+  let wall = Date.UTC(2026, 10, 26, 1, 2, 3, 500);
+  Date.now = () => wall;
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  try {
+    assert.equal(text(dateHeader()), "Date: Thu, 26 Nov 2026 01:02:03 GMT\r\n");
+    assert.equal(text(dateHeader(1000)), "Date: Thu, 26 Nov 2026 01:02:03 GMT\r\n");
+    wall += 1000; // the next second, but the loop time has not moved: the line is reused…
+    assert.equal(text(dateHeader(1005)), "Date: Thu, 26 Nov 2026 01:02:03 GMT\r\n");
+    assert.equal(text(dateHeader(1010)), "Date: Thu, 26 Nov 2026 01:02:04 GMT\r\n", "…until 10 ms of loop time");
+    wall += 1000;
+    let line = "";
+    for (let i = 0; i < 256; i++) line = text(dateHeader(1010)); // a loop whose clock stands still
+    assert.equal(line, "Date: Thu, 26 Nov 2026 01:02:05 GMT\r\n", "…or 256 uses");
+  } finally {
+    Date.now = realNow;
+  }
 });
