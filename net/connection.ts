@@ -101,6 +101,32 @@ export function bufferOptions(options: ConnectionOptions): ConnectionOptions {
   };
 }
 
+/** A connection's watermarks and half-open policy, as {@linkcode ConnectionOptions} asks, defaults filled in. */
+interface Limits {
+  readonly high: number;
+  readonly low: number;
+  readonly max: number;
+  readonly allowHalfOpen: boolean;
+}
+
+/** The last limits made: connections with the same settings share one object (most use the defaults). */
+let lastLimits: Limits = Object.freeze({
+  high: 64 * 1024,
+  low: 16 * 1024,
+  max: 16 * 1024 * 1024,
+  allowHalfOpen: false,
+});
+
+function limitsOf(options: ConnectionOptions): Limits {
+  const high = options.highWaterMark ?? 64 * 1024;
+  const low = Math.min(options.lowWaterMark ?? 16 * 1024, high);
+  const max = Math.max(options.maxWriteBuffer ?? 16 * 1024 * 1024, high);
+  const allowHalfOpen = options.allowHalfOpen ?? false;
+  const l = lastLimits;
+  if (l.high === high && l.low === low && l.max === max && l.allowHalfOpen === allowHalfOpen) return l;
+  return lastLimits = Object.freeze({ high, low, max, allowHalfOpen });
+}
+
 /** Bytes read per `recv` (one buffer shared by every connection of the thread). */
 const READ_SIZE = 64 * 1024;
 const readBuf = new Uint8Array(READ_SIZE);
@@ -195,10 +221,8 @@ export class Connection extends Emitter<ConnectionEvents> {
   #fdForReports: number;
   #bytesRead = 0;
   #bytesWritten = 0;
-  readonly #high: number;
-  readonly #low: number;
-  readonly #max: number;
-  readonly #allowHalfOpen: boolean;
+  /** Watermarks and half-open policy: one object shared by the connections made with the same options. */
+  readonly #limits: Limits;
   /** Chunks waiting for the socket, from `#head` on; the shared `NO_QUEUE` until the first write that waits. */
   #queue: Uint8Array[] = NO_QUEUE;
   #head = 0;
@@ -363,10 +387,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     this.reactor = reactor;
     this.#fd = this.#fdForReports = fd;
     if (fd >= 0) this.#own(fd);
-    this.#high = options.highWaterMark ?? 64 * 1024;
-    this.#low = Math.min(options.lowWaterMark ?? 16 * 1024, this.#high);
-    this.#max = Math.max(options.maxWriteBuffer ?? 16 * 1024 * 1024, this.#high);
-    this.#allowHalfOpen = options.allowHalfOpen ?? false;
+    this.#limits = limitsOf(options);
     const connecting = options.connecting;
     if (connecting !== undefined) {
       this.#connecting = true;
@@ -499,13 +520,13 @@ export class Connection extends Emitter<ConnectionEvents> {
    */
   #enqueue(bytes: Uint8Array, offset: number, owned: boolean): boolean {
     const len = bytes.byteLength - offset;
-    if (this.#queued + len > this.#max) {
+    if (this.#queued + len > this.#limits.max) {
       this.destroy(
         new OSError(
           Errno.ENOBUFS,
           "write",
           `Cannot queue ${len} more bytes on fd ${this.#fd}`,
-          `the write buffer holds ${this.#queued} bytes, its limit is ${this.#max} (wait for "drain")`,
+          `the write buffer holds ${this.#queued} bytes, its limit is ${this.#limits.max} (wait for "drain")`,
         ),
       );
       return false;
@@ -550,7 +571,7 @@ export class Connection extends Emitter<ConnectionEvents> {
 
   /** Backpressure: whether the queue is below the high-water mark; if not, `drain` is owed. */
   #belowHighWater(): boolean {
-    const below = this.#queued < this.#high;
+    const below = this.#queued < this.#limits.high;
     if (!below) this.#needDrain = true;
     return below;
   }
@@ -670,7 +691,7 @@ export class Connection extends Emitter<ConnectionEvents> {
         if (this.#paused && !this.#destroyed) this.resume();
       },
       cancel: () => this.destroy(),
-    }, new ByteLengthQueuingStrategy({ highWaterMark: this.#high }));
+    }, new ByteLengthQueuingStrategy({ highWaterMark: this.#limits.high }));
   }
 
   /**
@@ -774,7 +795,7 @@ export class Connection extends Emitter<ConnectionEvents> {
       this.emit("end");
       if (this.#destroyed) return;
       if (this.#writeShut) this.destroy();
-      else if (!this.#allowHalfOpen && this.#writableStream === undefined) this.end();
+      else if (!this.#limits.allowHalfOpen && this.#writableStream === undefined) this.end();
       return;
     }
     this.#bytesRead += n;
@@ -832,7 +853,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     if (this.#head === this.#queue.length) this.#resetQueue();
     else if (this.#head > 1024) this.#compactQueue();
     // drain before FIN: a writer waiting for it learns its bytes went out before the connection may close.
-    if (this.#needDrain && this.#queued <= this.#low) {
+    if (this.#needDrain && this.#queued <= this.#limits.low) {
       this.#needDrain = false;
       this.emit("drain");
     }
