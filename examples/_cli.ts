@@ -85,6 +85,16 @@ export function portFlag(value: string): number {
   return port;
 }
 
+/** Checks an integer flag in `[min, max]`, or exits 2 naming it. */
+export function intFlag(name: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max) {
+    console.error(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
+    Deno.exit(2);
+  }
+  return n;
+}
+
 /**
  * Runs `reactor` until SIGINT or SIGTERM, then calls `onSignal` (which should
  * close what the program opened) and stops the reactor.

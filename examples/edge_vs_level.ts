@@ -38,7 +38,7 @@
 
 import { createSelector, EVENT_EDGE, EVENT_READ, type Selector } from "../mod.ts";
 import { AF_UNIX, close, read, SOCK_STREAM, socketpair, WOULD_BLOCK, write } from "../ffi/mod.ts";
-import { parseFlags } from "./_cli.ts";
+import { intFlag, parseFlags } from "./_cli.ts";
 
 const flags = parseFlags(
   "Usage: deno run --allow-ffi examples/edge_vs_level.ts [options]\n\n" +
@@ -51,16 +51,6 @@ const flags = parseFlags(
     chunk: { type: "string", default: "4", help: "Bytes a partial-read handler reads per report" },
   },
 );
-
-/** Parses an integer flag in `[min, max]`, or exits 2 naming it. */
-function intFlag(name: string, text: string, min: number, max: number): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || n < min || n > max) {
-    console.error(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
-    Deno.exit(2);
-  }
-  return n;
-}
 
 const turns = intFlag("turns", flags.turns, 1, 1000);
 const bytes = intFlag("bytes", flags.bytes, 2, 65536);

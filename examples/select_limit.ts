@@ -32,7 +32,7 @@
 
 import { BACKENDS, createSelector, EVENT_READ, type Selector } from "../mod.ts";
 import { AF_UNIX, close, dupAtLeast, FD_SETSIZE, SOCK_STREAM, socketpair, write } from "../ffi/mod.ts";
-import { parseFlags } from "./_cli.ts";
+import { intFlag, parseFlags } from "./_cli.ts";
 
 const flags = parseFlags(
   "Usage: deno run --allow-ffi examples/select_limit.ts [options]\n\n" +
@@ -44,16 +44,6 @@ const flags = parseFlags(
     rounds: { type: "string", default: "5", help: "Timing rounds of 200 waits each; the median is printed" },
   },
 );
-
-/** Parses an integer flag in `[min, max]`, or exits 2 naming it. */
-function intFlag(name: string, text: string, min: number, max: number): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || n < min || n > max) {
-    console.error(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
-    Deno.exit(2);
-  }
-  return n;
-}
 
 const count = intFlag("fds", flags.fds, 2, 1_000_000);
 const rounds = intFlag("rounds", flags.rounds, 1, 1000);
