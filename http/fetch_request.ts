@@ -136,10 +136,16 @@ export class LazyRequest {
     // Backpressure: reading the connection pauses while the stream's queue is full.
     return new ReadableStream<Uint8Array>({
       start(controller) {
-        req.readBody((chunk) => {
-          controller.enqueue(chunk.slice());
-          if ((controller.desiredSize ?? 1) <= 0) req.pause();
-        }, () => controller.close());
+        try {
+          req.readBody((chunk) => {
+            controller.enqueue(chunk.slice());
+            if ((controller.desiredSize ?? 1) <= 0) req.pause();
+          }, () => controller.close());
+        } catch (err) {
+          // The response ended before the body was read and the rest of it was discarded (as Deno.serve's
+          // "Request closed").
+          controller.error(new TypeError(`Request closed: ${(err as Error).message}`));
+        }
       },
       pull() {
         req.resume();
@@ -152,16 +158,28 @@ export class LazyRequest {
     if (this.#real === null) {
       const init: RequestInit = { method: this.method, headers: this.headers, signal: this.signal };
       if (this.#bodyAllowed()) init.body = this.#bodyStream();
-      this.#real = new Request(this.url, init);
+      this.#real = new Request(absoluteUrl(this.url, this.#hostname, this.#req.url), init);
     }
     return this.#real;
   }
+}
+
+/**
+ * `url` if the URL parser takes it, else the request's target on the server's own name: a `Host` the HTTP parser
+ * accepts (`a:99999`, `[::1`) can still be a URL that `new Request()` refuses, and the request must still work.
+ */
+function absoluteUrl(url: string, hostname: string, target: string): string {
+  if (URL.canParse(url)) return url;
+  const fallback = `http://${hostname}${target.startsWith("/") ? target : "/"}`;
+  return URL.canParse(fallback) ? fallback : "http://localhost/";
 }
 
 // A LazyRequest is a Request: it inherits Request.prototype, and what it does not answer itself is answered by
 // the real request. That covers the public members (`clone()`, `text()`, `cache`, …) and the symbol-keyed slots
 // Deno's own code reads on a Request (`fetch(req)`, `new Request(req)`, `req.text()` via its body mixin).
 Object.setPrototypeOf(LazyRequest.prototype, Request.prototype);
+// `new req.constructor(url, init)` makes a Request, as it would from Deno.serve's request.
+Object.defineProperty(LazyRequest.prototype, "constructor", { value: Request, writable: true, configurable: true });
 const own = new Set<PropertyKey>(Reflect.ownKeys(LazyRequest.prototype));
 const realOf = (self: unknown): Request => (self as LazyRequest).materialize();
 for (const key of Reflect.ownKeys(Request.prototype)) {

@@ -13,7 +13,13 @@ import type { Reactor } from "../reactor/mod.ts";
 import { plainResponse } from "./deno_response.ts";
 import { LazyRequest } from "./fetch_request.ts";
 import { PreparedHeaders } from "./response.ts";
-import { type HttpRequest, type HttpResponse, HttpServer, type HttpServerOptions } from "./server.ts";
+import {
+  type HttpRequest,
+  type HttpResponse,
+  HttpServer,
+  type HttpServerOptions,
+  resetResponseHead,
+} from "./server.ts";
 
 /** What the handler learns about the connection (as `Deno.ServeHandlerInfo`). */
 export interface ServeHandlerInfo {
@@ -142,12 +148,9 @@ function respond(
     send(res, result, info, onError);
     return;
   }
-  Promise.resolve(result).then((response) => {
-    if (!(response instanceof Response)) throw new TypeError("The handler did not return a Response");
-    return response;
-  }).catch((err) => recover(onError, err)).then(
+  Promise.resolve(result).then(
     (response) => send(res, response, info, onError),
-    (err) => fail(res, err, info),
+    (err) => Promise.resolve(recover(onError, err)).then((r) => send(res, r, info), (e) => fail(res, e, info)),
   );
 }
 
@@ -161,25 +164,38 @@ function recover(onError: ErrorHook, err: unknown): Response | Promise<Response>
 }
 
 /**
- * Writes `response`, then settles `info.completed`. A response whose body
- * was already read is an error of the handler, as in `Deno.serve`: `onError`
- * answers instead (when given).
+ * Writes `response`, then settles `info.completed`; never throws. What is
+ * not a usable `Response` (not one at all, or one whose body was already
+ * read) is an error of the handler, as in `Deno.serve`: `onError` answers
+ * instead (when given; its own answer gets no second chance). A response
+ * that cannot be written (a status or header the engine refuses) is a 500.
  */
-function send(res: HttpResponse, response: Response, info: HandlerInfo, onError?: ErrorHook): void {
-  const plain = plainResponse(response);
-  if (plain !== null) {
-    if (plain.contentType !== null) res.setHeaders(contentTypeHeader(plain.contentType));
-    res.end(plain.body);
-    info.complete();
+function send(res: HttpResponse, response: unknown, info: HandlerInfo, onError?: ErrorHook): void {
+  try {
+    if (response instanceof Response) {
+      const plain = plainResponse(response);
+      if (plain !== null) {
+        if (plain.contentType !== null) res.setHeaders(contentTypeHeader(plain.contentType));
+        res.end(plain.body);
+        info.complete();
+        return;
+      }
+      if (!response.bodyUsed) {
+        writeResponse(res, response).then(() => info.complete(), (err) => fail(res, err, info));
+        return;
+      }
+    }
+  } catch (err) {
+    fail(res, err, info);
     return;
   }
-  if (response.bodyUsed) {
-    const err = new TypeError("The handler returned a Response whose body was already read");
-    if (onError === undefined) return fail(res, err, info);
-    Promise.resolve(recover(onError, err)).then((r) => send(res, r, info), (err2) => fail(res, err2, info));
-    return;
-  }
-  writeResponse(res, response).then(() => info.complete(), (err) => fail(res, err, info));
+  const err = new TypeError(
+    response instanceof Response
+      ? "The handler returned a Response whose body was already read"
+      : `${onError === undefined ? "onError" : "The handler"} did not return a Response`,
+  );
+  if (onError === undefined) return fail(res, err, info);
+  Promise.resolve(recover(onError, err)).then((r) => send(res, r, info), (e) => fail(res, e, info));
 }
 
 const contentTypes = new Map<string, PreparedHeaders>();
@@ -275,6 +291,7 @@ function fail(res: HttpResponse, err: unknown, info: HandlerInfo): void {
   console.error("fdloop serve: cannot send the response:", err);
   if (!res.finished) {
     if (!res.headersSent) {
+      resetResponseHead(res); // the failed response's headers (a Content-Length…) must not frame the 500
       res.status = 500;
       res.end("Internal Server Error");
     } else {

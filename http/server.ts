@@ -163,6 +163,8 @@ const scratch = new OutBuffer(4096);
 // Responses of one read, collected while a connection is corked.
 const cork = new OutBuffer(64 * 1024);
 
+/** Body bytes kept for a handler that has not asked for the body yet, before reading pauses (as a reader's queue). */
+const EARLY_BODY_MAX = 64 * 1024;
 const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
 const CHUNK_END = encoder.encode("0\r\n\r\n");
 const H_CONTENT_LENGTH = encoder.encode("Content-Length: ");
@@ -209,6 +211,11 @@ class Exchange implements HttpRequest, HttpResponse {
   #onChunk: ((chunk: Uint8Array) => void) | null = null;
   #onEnd: (() => void) | null = null;
   #ended = false;
+  /** Bytes of body kept before anyone read it, and whether reading paused for them. */
+  #earlyBytes = 0;
+  #earlyPaused = false;
+  /** Some of the body was discarded: it arrived after the response ended, with nobody reading. */
+  #bodyDropped = false;
   #drainFns: (() => void)[] | null = null;
   #abortFns: (() => void)[] | null = null;
   continueSent = false;
@@ -263,12 +270,16 @@ class Exchange implements HttpRequest, HttpResponse {
 
   readBody(onChunk: (chunk: Uint8Array) => void, onEnd: () => void): void {
     if (this.#onChunk !== null || this.#onEnd !== null) throw new Error("The request body is already being read");
+    if (this.#bodyDropped) {
+      throw new Error("The request body is gone: the response ended before it was read, and the rest was discarded");
+    }
     this.#onChunk = onChunk;
     this.#onEnd = onEnd;
     this.wantsContinue = true;
     this.conn.sendContinue(this);
     const early = this.#bodyChunks;
     this.#bodyChunks = null;
+    this.#releaseEarly(); // before the early chunks, so that a reader pausing on them stays paused
     if (early !== null) { for (const c of early) onChunk(c); }
     if (this.requestComplete) {
       this.#ended = true;
@@ -304,9 +315,26 @@ class Exchange implements HttpRequest, HttpResponse {
 
   /** A piece of the request body arrived (a view into the read buffer). */
   deliverBody(chunk: Uint8Array): void {
-    if (this.#onChunk !== null) this.#onChunk(chunk);
-    else if (!this.#finished) (this.#bodyChunks ??= []).push(chunk.slice());
-    // else: the response is done and nobody reads: discard
+    if (this.#onChunk !== null) {
+      this.#onChunk(chunk);
+    } else if (!this.#finished) {
+      // Kept for a reader to come; past EARLY_BODY_MAX, reading pauses until it comes (or the response ends).
+      (this.#bodyChunks ??= []).push(chunk.slice());
+      this.#earlyBytes += chunk.byteLength;
+      if (this.#earlyBytes >= EARLY_BODY_MAX) {
+        this.#earlyPaused = true;
+        this.conn.pauseBody(true);
+      }
+    } else {
+      this.#bodyDropped = true; // the response is done and nobody reads: discard
+    }
+  }
+
+  /** Resumes reading if it was paused for a body nobody was reading yet. */
+  #releaseEarly(): void {
+    if (!this.#earlyPaused) return;
+    this.#earlyPaused = false;
+    this.conn.pauseBody(false);
   }
 
   /** The request is complete. */
@@ -346,6 +374,19 @@ class Exchange implements HttpRequest, HttpResponse {
     return this;
   }
 
+  /** Forgets the status and the headers set so far (before the head is sent). */
+  resetHead(): void {
+    if (this.#headersSent) throw new Error("Cannot reset a response whose head was sent");
+    this.status = 200;
+    this.#first = this.#extra = null;
+    this.#extraText = "";
+    this.#userConnection =
+      this.#userLength =
+      this.#userDate =
+      this.#userType =
+        false;
+  }
+
   /** Takes note of headers that change what the engine adds (`F_*` bits). */
   #note(flags: number): void {
     if (flags === 0) return;
@@ -364,14 +405,17 @@ class Exchange implements HttpRequest, HttpResponse {
 
   end(body?: string | Uint8Array): void {
     if (this.#finished) throw new Error("The response has already ended");
+    if (!this.#headersSent) statusLine(this.status, this.head.versionMinor); // a bad status throws before anything
     if (this.#streaming !== 0) {
       if (body !== undefined) this.write(body);
       this.#finished = true;
+      this.#releaseEarly(); // the rest of the body is read and discarded
       if (this.#streaming === 1 && !this.isHead) this.conn.output(this, CHUNK_END);
       this.conn.responseDone(this);
       return;
     }
     this.#finished = true;
+    this.#releaseEarly(); // the rest of the body is read and discarded
     let bytes: Uint8Array;
     if (body === undefined) {
       bytes = EMPTY;
@@ -400,6 +444,7 @@ class Exchange implements HttpRequest, HttpResponse {
 
   write(chunk: string | Uint8Array): boolean {
     if (this.#finished) throw new Error("Cannot write after end()");
+    if (!this.#headersSent) statusLine(this.status, this.head.versionMinor); // a bad status throws before anything
     const bytes = typeof chunk === "string" ? encoder.encode(chunk) : chunk;
     if (!this.#headersSent) {
       const out = scratch;
@@ -462,10 +507,11 @@ class Exchange implements HttpRequest, HttpResponse {
    * close-delimited (HTTP/1.0) framing unless the handler framed it itself.
    */
   #writeHead(out: OutBuffer, length: number, streaming: boolean): void {
-    this.#headersSent = true;
     const minor = this.head.versionMinor;
     const status = this.status;
-    out.put(statusLine(status, minor));
+    const line = statusLine(status, minor); // throws for a bad status: nothing is sent, a 500 still can be
+    this.#headersSent = true;
+    out.put(line);
     if (!this.#userDate) out.put(dateHeader(this.conn.server.reactor.time()));
     this.#flushExtraText();
     if (this.#first !== null) out.put(this.#first);
@@ -504,6 +550,11 @@ class Exchange implements HttpRequest, HttpResponse {
     out.text(body);
     return out.view().slice();
   }
+}
+
+/** Forgets what a response set before its head was sent (for `serve()`, which answers a failed response with a 500). */
+export function resetResponseHead(res: HttpResponse): void {
+  if (res instanceof Exchange) res.resetHead();
 }
 
 const CRLF = encoder.encode("\r\n");

@@ -146,3 +146,43 @@ Deno.test("an HTTP/1.0 request without Host gets the server's hostname in its UR
     assert.equal(url, "http://127.0.0.1/old");
   });
 });
+
+Deno.test("`new req.constructor(url, init)` makes a Request, as from Deno.serve's request", async () => {
+  let made: unknown;
+  await withServer((req) => {
+    const ctor = req.constructor as typeof Request;
+    made = new ctor(req.url, { method: "POST", body: "b" });
+    return new Response("ok");
+  }, async (base) => {
+    await fetchText(`${base}/c`);
+    assert.ok(made instanceof Request);
+    assert.equal((made as Request).method, "POST");
+  });
+});
+
+Deno.test("a request whose Host the URL parser refuses still reads its body", async () => {
+  let got = "";
+  await withServer(async (req) => {
+    got = await req.text();
+    return new Response("ok");
+  }, async (_base, port) => {
+    const r = await rawRequest(
+      port,
+      "POST /p HTTP/1.1\r\nHost: a:99999\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert.match(r.text, /^HTTP\/1\.1 200/);
+    assert.equal(got, "hello");
+  });
+});
+
+Deno.test("a request kept past its response says its body is gone instead of handing back part of it", async () => {
+  let kept: Request | undefined;
+  await withServer((req) => {
+    kept = req;
+    return new Response("answered before the body"); // the rest of the body is discarded
+  }, async (base) => {
+    const r = await fetchText(`${base}/late`, { method: "POST", body: "z".repeat(300_000) });
+    assert.equal(r.status, 200);
+    await assert.rejects(kept!.text(), (err: Error) => err instanceof TypeError && /Request closed/.test(err.message));
+  });
+});

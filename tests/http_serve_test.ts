@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { plainResponse, usePlainResponses } from "../http/deno_response.ts";
 import { serve } from "../http/mod.ts";
-import { fetchText } from "./_http.ts";
+import { fetchText, parseResponses, rawRequest } from "./_http.ts";
 
 /** A handler written for Deno.serve, with nothing fdloop-specific in it. */
 const app = async (req: Request, info: { remoteAddr: { hostname: string } }): Promise<Response> => {
@@ -255,5 +255,52 @@ Deno.test("`serve()` writes every shape of Response as Deno.serve does, with and
     await ours.shutdown();
     ac.abort();
     await theirs.finished;
+  }
+});
+
+Deno.test("`serve()` answers 500 and keeps serving when a response cannot be written, sync or async", async () => {
+  const original = console.error;
+  console.error = () => {};
+  const s = serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    onListen() {},
+    onError: (() => {}) as unknown as () => Response, // returns nothing: not a Response either
+  }, async (req) => {
+    const path = new URL(req.url).pathname;
+    await Promise.resolve();
+    switch (path) {
+      case "/latin1": // Deno accepts a Latin-1 header value; the engine sends only ASCII
+        return new Response("x", { headers: { "content-type": "text/plain; name=café" } });
+      case "/error":
+        return Response.error(); // status 0
+      case "/broken": // its Content-Length must not frame the 500
+        return new Response(new ReadableStream({ pull: (c) => c.error(new Error("broken on purpose")) }), {
+          headers: { "content-length": "5" },
+        });
+      case "/throw":
+        throw new Error("thrown on purpose");
+      default:
+        return new Response("ok");
+    }
+  });
+  try {
+    for (const path of ["/latin1", "/error", "/broken", "/throw"]) {
+      // Two requests on one connection: the 500 is framed right and the connection still works.
+      const r = await rawRequest(
+        s.addr.port,
+        `GET ${path} HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n`,
+        {
+          until: (text) => text.endsWith("\r\n\r\nok"),
+        },
+      );
+      const [first, second] = parseResponses(r.text);
+      assert.equal(first?.status, 500, path);
+      assert.equal(first.headers.get("content-length"), String(first.body.length), `${path}: framed by its own body`);
+      assert.deepEqual([second?.status, second?.body], [200, "ok"], `${path}: the next request is answered`);
+    }
+  } finally {
+    console.error = original;
+    await s.shutdown();
   }
 });

@@ -314,3 +314,27 @@ Deno.test("a handler's own `Connection: close`, as a header line or in a prepare
     assert.match(mixed.text, /Connection: close\r\ncontent-type: text\/plain\r\nx-after: 1\r\n/);
   });
 });
+
+Deno.test("a body nobody reads yet is kept only up to 64 KiB before reading pauses, and arrives whole once read", async () => {
+  const size = 4 * 1024 * 1024;
+  let early = -1;
+  let total = 0;
+  let reading = false;
+  const handler = ({ reactor }: { reactor: Reactor }): HttpHandler => (req, res) => {
+    // Ask for the body only later: what arrived meanwhile was kept, and reading paused past 64 KiB.
+    reactor.callLater(300, () => {
+      reading = true;
+      req.readBody((chunk) => {
+        total += chunk.byteLength;
+      }, () => res.end(String(total)));
+      reading = false;
+      early = total; // delivered at once: the chunks kept before readBody()
+    });
+  };
+  await httpTest("epoll", { maxBodyBytes: 16 * 1024 * 1024 }, handler, async ({ port }) => {
+    const r = await fetchText(`http://127.0.0.1:${port}/`, { method: "POST", body: new Uint8Array(size) });
+    assert.equal(r.text, String(size), "the whole body arrived");
+    assert.equal(reading, false);
+    assert.ok(early > 0 && early <= 192 * 1024, `kept before reading: ${early} bytes (at most 64 KiB + two reads)`);
+  });
+});
