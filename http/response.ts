@@ -165,7 +165,9 @@ let dateUses = 0;
  */
 export function dateHeader(loopTime?: number): Uint8Array {
   if (loopTime !== undefined) {
-    if (loopTime - dateCheckedAt < DATE_RECHECK_MS && ++dateUses < DATE_RECHECK_EVERY) return dateLine;
+    // (Reactors may run different clocks: time going backwards also means a fresh read.)
+    const since = loopTime - dateCheckedAt;
+    if (since >= 0 && since < DATE_RECHECK_MS && ++dateUses < DATE_RECHECK_EVERY) return dateLine;
     dateCheckedAt = loopTime;
     dateUses = 0;
   }

@@ -172,7 +172,7 @@ function newRareState(): RareState {
 
 /** What `observeClose()` tells of a connection. */
 export interface CloseObserver {
-  /** `conn` closed (after its `close` listeners ran). */
+  /** `conn` closed (called before its `close` listeners run). */
   connectionClosed(conn: Connection): void;
 }
 
@@ -386,7 +386,6 @@ export class Connection extends Emitter<ConnectionEvents> {
     super();
     this.reactor = reactor;
     this.#fd = this.#fdForReports = fd;
-    if (fd >= 0) this.#own(fd);
     this.#limits = limitsOf(options);
     const connecting = options.connecting;
     if (connecting !== undefined) {
@@ -402,7 +401,9 @@ export class Connection extends Emitter<ConnectionEvents> {
     } else {
       this.#startReading();
     }
-    connectionCount++; // only once registered: a constructor that throws made no connection
+    // Only once registered: a constructor that throws made no connection (and left nothing in the fd table).
+    if (fd >= 0) this.#own(fd);
+    connectionCount++;
   }
 
   /** The socket's fd, or -1 once closed. */
@@ -616,12 +617,10 @@ export class Connection extends Emitter<ConnectionEvents> {
       }
     }
     soon(this.reactor, () => {
-      try {
-        if (error) this.emit("error", error);
-        this.emit("close", error);
-      } finally {
-        this.#observer?.connectionClosed(this);
-      }
+      // The observer (a Server) first, as its close listener used to be: listeners see the server without it.
+      this.#observer?.connectionClosed(this);
+      if (error) this.emit("error", error);
+      this.emit("close", error);
     });
   }
 

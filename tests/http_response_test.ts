@@ -62,6 +62,8 @@ Deno.test("dateHeader() reads the wall clock again after 10 ms of loop time or 2
     let line = "";
     for (let i = 0; i < 256; i++) line = text(dateHeader(1010)); // a loop whose clock stands still
     assert.equal(line, "Date: Thu, 26 Nov 2026 01:02:05 GMT\r\n", "…or 256 uses");
+    wall += 1000;
+    assert.equal(text(dateHeader(5)), "Date: Thu, 26 Nov 2026 01:02:06 GMT\r\n", "…or another reactor's clock, behind");
   } finally {
     Date.now = realNow;
   }

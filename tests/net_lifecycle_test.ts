@@ -61,6 +61,21 @@ for (const backend of BACKENDS) {
     );
 
     await t.step(
+      "a server forgets a closed connection before the connection's close listeners run",
+      () =>
+        netTest(backend as BackendName, async (ctx) => {
+          let seen: boolean | undefined;
+          const server = ctx.listen({ port: 0 }, (c) => c.on("close", () => seen = server.connections.has(c)));
+          const conn = ctx.connect({ port: server.port });
+          await nextEvent(conn, "connect");
+          await until(() => server.connections.size === 1, "the server's connection");
+          conn.destroy();
+          await until(() => seen !== undefined, "the server's connection to close");
+          assert.equal(seen, false);
+        }),
+    );
+
+    await t.step(
       "a server closed twice emits close once and both promises resolve",
       () =>
         netTest(backend as BackendName, async (ctx) => {
