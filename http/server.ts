@@ -108,8 +108,12 @@ export interface HttpRequest {
   /**
    * Receives the body: `onChunk` for each piece (a view valid only during the
    * call: copy it to keep it), `onEnd` once it is complete. Call it during the
-   * handler or later; pieces that arrived before are buffered for you.
-   * Sends `100 Continue` first when the client asked for it.
+   * handler or later; pieces that arrived before are buffered for you (up
+   * to 64 KiB: reading then pauses until you ask). Sends `100 Continue`
+   * first when the client asked for it.
+   *
+   * @throws {Error} when asked again, or after the response ended and part
+   *   of the body, arriving with nobody reading it, was discarded.
    */
   readBody(onChunk: (chunk: Uint8Array) => void, onEnd: () => void): void;
   /** The whole body, once complete, as one `Uint8Array` (bounded by `maxBodyBytes`). */
