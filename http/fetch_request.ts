@@ -69,17 +69,7 @@ export class LazyRequest {
   /** The request headers. */
   get headers(): Headers {
     if (this.#real !== null) return this.#real.headers;
-    if (this.#headers === null) {
-      const headers = new Headers();
-      const fields = this.#fields;
-      if (fields !== null) {
-        for (let i = 0; i < fields.length; i += 2) headers.append(fields[i], fields[i + 1]);
-      } else {
-        this.#req.forEachHeader((name, value) => headers.append(name, value));
-      }
-      this.#headers = headers;
-    }
-    return this.#headers;
+    return this.#headers ??= new Headers(this.#pairs());
   }
 
   /** The body as a stream (null for GET, HEAD and requests without one). A request with a body becomes real here. */
@@ -126,6 +116,18 @@ export class LazyRequest {
     return this.#signal;
   }
 
+  /** The header fields as `[name, value]` pairs. */
+  #pairs(): [string, string][] {
+    const pairs: [string, string][] = [];
+    const fields = this.#fields;
+    if (fields !== null) {
+      for (let i = 0; i < fields.length; i += 2) pairs.push([fields[i], fields[i + 1]]);
+    } else {
+      this.#req.forEachHeader((name, value) => pairs.push([name, value]));
+    }
+    return pairs;
+  }
+
   #bodyAllowed(): boolean {
     return this.#hasBody && !NULL_BODY_METHODS.has(this.#method);
   }
@@ -156,7 +158,8 @@ export class LazyRequest {
   /** The real `Request`, made now if it was not yet. */
   materialize(): Request {
     if (this.#real === null) {
-      const init: RequestInit = { method: this.method, headers: this.headers, signal: this.signal };
+      // The headers as pairs unless a Headers object was made already: the constructor copies them either way.
+      const init: RequestInit = { method: this.method, headers: this.#headers ?? this.#pairs(), signal: this.signal };
       if (this.#bodyAllowed()) init.body = this.#bodyStream();
       this.#real = new Request(absoluteUrl(this.url, this.#hostname, this.#req.url), init);
     }
