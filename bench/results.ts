@@ -21,6 +21,7 @@ import {
   formatNsSpread,
   markdownTable,
   median,
+  type RunMeta,
   type Spread,
   spreadOf,
   type Style,
@@ -652,6 +653,194 @@ function renderIdleMemory(d: Json): string {
   ].join("\n");
 }
 
+// ---------------------------------------------------------------- profile.json
+
+/** The categories of user-space samples in `profile.json`, in the order of the tables. */
+export const PROFILE_CATEGORIES = [
+  { key: "syscalls", title: "libc syscall wrappers (`send`, `recv`, `epoll_wait` …)" },
+  { key: "js", title: "JavaScript, JIT-compiled (by function below)" },
+  { key: "builtins", title: "V8 builtins (embedded blob)" },
+  { key: "native", title: "other native code in deno (V8 runtime, GC, ops; stripped)" },
+  { key: "trampolines", title: "FFI call trampolines (unnamed JIT code outside V8's code space)" },
+  { key: "other", title: "everything else (libc outside syscalls, vdso, the C server's own code)" },
+] as const;
+
+/** A key of {@linkcode PROFILE_CATEGORIES}. */
+export type ProfileCategory = typeof PROFILE_CATEGORIES[number]["key"];
+
+/** Samples of one category or symbol: how many, their share of the user samples, and µs of user CPU per operation. */
+export interface ProfileShare {
+  samples: number;
+  share: number;
+  us: number;
+}
+
+/** One server's profile in `profile.json`, as `bench/load/profile.ts` writes it. */
+export interface ProfileServer {
+  server: string;
+  label: string;
+  kind: "echo" | "http";
+  /** Round trips (echo) or requests (HTTP) in the slice without perf. */
+  ops: number;
+  seconds: number;
+  rate: number;
+  /** The server's user and system CPU per operation over that slice, µs (`/proc/PID/stat`, all threads). */
+  userUs: number;
+  sysUs: number;
+  /** User CPU over that slice, % of one core. */
+  userPct: number;
+  /** The same figures over the slice perf sampled (perf's interrupts slow the server). */
+  sampled?: { ops: number; seconds: number; rate: number; userUs: number; sysUs: number; userPct: number };
+  /** User-space samples perf took. */
+  samples: number;
+  /** The samples as % of one core over the sampled slice (a check on `sampled.userPct`). */
+  perfUserPct: number;
+  categories: Record<ProfileCategory, ProfileShare>;
+  /** The JavaScript functions with the most samples: name, repository-relative `file:line:column`, V8 tiers seen. */
+  topJs: (ProfileShare & { fn: string; location: string; tiers: string })[];
+  topBuiltins: (ProfileShare & { name: string })[];
+  syscallSites: (ProfileShare & { name: string })[];
+  other: (ProfileShare & { name: string })[];
+}
+
+/** One labelled run of `profile.json` (`runs.before`, `runs.after`): its metadata, the commit profiled, the servers. */
+export interface ProfileRun extends RunMeta {
+  /** The commit of the tree whose examples ran (`--root`). */
+  commit: string | null;
+  subject: string | null;
+  /** That tree had uncommitted changes to the library or the examples. */
+  dirty: boolean;
+  servers: ProfileServer[];
+}
+
+const TIER_TEXT: Record<string, string> = { "*": "TurboFan", "+": "Maglev", "^": "Sparkplug", "~": "Ignition" };
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+const us = (x: number) => x.toFixed(3);
+
+/** The labels of `runs`, `before` first. */
+function profileLabels(runs: Record<string, ProfileRun>): string[] {
+  const labels = Object.keys(runs);
+  return [...labels.filter((l) => l === "before"), ...labels.filter((l) => l !== "before")];
+}
+
+/**
+ * One server's categories side by side across the labelled runs: share of
+ * the user samples and µs per operation, then the total user CPU.
+ */
+export function profileTable(rows: [string, ProfileServer | undefined][], colour?: boolean): string {
+  const unit = rows.find(([, s]) => s)?.[1]?.kind === "http" ? "req" : "rt";
+  const cell = (s: ProfileServer | undefined, f: (s: ProfileServer) => string) => (s ? f(s) : "—");
+  return markdownTable(
+    columns(["user-space samples in"], rows.flatMap(([l]) => [`${l}: share`, `${l}: µs/${unit}`])),
+    [
+      // A category no server of the row has samples in (JavaScript for a C server) is left out.
+      ...PROFILE_CATEGORIES.filter((c) => rows.some(([, s]) => s && s.categories[c.key].samples > 0)).map((
+        c,
+      ): Cell[] => [
+        c.title,
+        ...rows.flatMap((
+          [, s],
+        ) => [cell(s, (x) => pct(x.categories[c.key].share)), cell(s, (x) => us(x.categories[c.key].us))]),
+      ]),
+      [
+        { text: "user CPU, total", style: "bold" },
+        ...rows.flatMap((
+          [, s],
+        ): Cell[] => [cell(s, () => "100%"), { text: cell(s, (x) => us(x.userUs)), style: "bold" }]),
+      ],
+    ],
+    colour,
+  );
+}
+
+/** The JavaScript functions with the most samples of one server. */
+export function profileJsTable(s: ProfileServer, colour?: boolean): string {
+  const unit = s.kind === "http" ? "req" : "rt";
+  return markdownTable(
+    columns(["function", "location", "tier"], ["share", `µs/${unit}`]),
+    s.topJs.map((f) => [
+      `\`${f.fn.replace(/\|/g, "\\|")}\``,
+      f.location ? `\`${f.location}\`` : "—",
+      [...f.tiers].map((t) => TIER_TEXT[t] ?? t).join(", ") || "—",
+      pct(f.share),
+      us(f.us),
+    ]),
+    colour,
+  );
+}
+
+/** `1.234 µs of user CPU per round trip, 6.17× the C floor's 0.200 µs; outside libc's syscall wrappers …`. */
+function floorNote(s: ProfileServer, c: ProfileServer | undefined): string {
+  const unit = s.kind === "http" ? "request" : "round trip";
+  const beyond = (x: ProfileServer) => x.userUs - x.categories.syscalls.us;
+  const text = `${us(s.userUs)} µs of user CPU per ${unit}`;
+  if (!c) return `${text} (no C floor in this run)`;
+  return `${text}, ${times(s.userUs / c.userUs)} the C floor's ${us(c.userUs)} µs; outside libc's syscall wrappers ` +
+    `${us(beyond(s))} µs against the C floor's ${us(beyond(c))} µs`;
+}
+
+function renderProfile(d: Json): string {
+  const s = d.settings ?? {};
+  const runs: Record<string, ProfileRun> = d.runs ?? {};
+  const labels = profileLabels(runs);
+  if (!labels.length) return renderGeneric(d);
+  const out = [
+    `Each server alone on CPU ${s.serverCpu ?? "?"}, its load on CPU ${s.loadCpu ?? "?"}: for echo ` +
+    `\`bench/load/echo_load.mjs\` (${s.conns ?? "?"} connections, one ${s.echoSize ?? "?"}-byte message in flight ` +
+    `each), for HTTP \`wrk -t1 -c${s.conns ?? "?"}\` on \`GET /\`. After a ${s.warmupSeconds ?? "?"} s warm-up, ` +
+    `${s.seconds ?? "?"} s of load give the server's user CPU per operation (\`/proc/PID/stat\`, all threads), then ` +
+    `${s.seconds ?? "?"} s more are sampled by \`perf record -e cpu-clock:u -g -F ${s.frequency ?? "?"}\`; the Deno ` +
+    "servers run with `--v8-flags=--perf-basic-prof`. A share is of the server's user-space samples; µs per round " +
+    "trip (rt) or request (req) is the share times the user CPU per operation measured without perf (sampling at " +
+    "this rate slows the server: its figures under perf are in the JSON). On this VM the cost of a syscall " +
+    "instruction is charged to the libc wrapper that makes it. Builtins run from V8's remapped copy of the deno " +
+    "binary's embedded blob: perf files them under the stripped binary, and the script names them from the perf map.",
+    "",
+    ...labels.map((l) => {
+      const r = runs[l];
+      const c = r.commit ? `commit \`${r.commit.slice(0, 7)}\`${r.subject ? ` (${r.subject})` : ""}` : "commit unknown";
+      return `- **${l}**: ${c}${r.dirty ? ", with uncommitted changes" : ""}; ${formatDate(r.date)}; \`${r.command}\``;
+    }),
+  ];
+  const names: string[] = [];
+  for (const l of labels) for (const sv of runs[l].servers ?? []) if (!names.includes(sv.server)) names.push(sv.server);
+  const ordered = [...names.filter((n) => !n.startsWith("c-")), ...names.filter((n) => n.startsWith("c-"))];
+  for (const name of ordered) {
+    const rows = labels.map((l): [string, ProfileServer | undefined] => [
+      l,
+      runs[l].servers?.find((x) => x.server === name),
+    ]);
+    const shown = rows.filter(([, x]) => x).at(-1)!;
+    const sv = shown[1]!;
+    const unit = sv.kind === "http" ? "requests" : "round trips";
+    out.push("", `### ${sv.label}`, "", profileTable(rows, false), "");
+    out.push(
+      ...rows.filter(([, x]) => x).map(([l, x]) =>
+        `- ${l}: ${int(x!.rate)} ${unit}/s, ${x!.samples.toLocaleString("en-US")} user samples, system CPU ${
+          us(x!.sysUs)
+        } µs/${sv.kind === "http" ? "req" : "rt"}` +
+        (name.startsWith("c-") ? "" : `; ${floorNote(x!, runs[l].servers?.find((c) => c.server === `c-${sv.kind}`))}`)
+      ),
+    );
+    if (sv.topJs?.length) {
+      out.push("", `JavaScript functions with the most samples, ${shown[0]}:`, "", profileJsTable(sv, false));
+    }
+    const lists: [string, (ProfileShare & { name: string })[]][] = [
+      ["Builtins", sv.topBuiltins ?? []],
+      ["libc syscall wrappers", sv.syscallSites ?? []],
+    ];
+    for (const [title, xs] of lists) {
+      if (xs.length) {
+        out.push(
+          "",
+          `${title}, ${shown[0]}: ${xs.slice(0, 6).map((x) => `\`${x.name}\` ${pct(x.share)}`).join(", ")}.`,
+        );
+      }
+    }
+  }
+  return out.join("\n");
+}
+
 /** A scalar cell of the generic table. */
 function cellOf(v: unknown): string {
   if (v === null || v === undefined) return "—";
@@ -757,6 +946,16 @@ export const BENCHES: Bench[] = [
     about: "What an open, idle connection costs each echo server in resident memory.",
     run: "deno run -A bench/load/idle_memory.ts",
     render: renderIdleMemory,
+    optional: true,
+  },
+  {
+    key: "profile",
+    title: "Where the user-space time goes",
+    about: "The servers' user-space CPU under load, sampled with `perf` and sorted into syscall wrappers, " +
+      "JavaScript by function, V8 builtins and native code: before and after this round of changes, beside the C " +
+      "floor.",
+    run: "deno task bench:profile",
+    render: renderProfile,
     optional: true,
   },
 ];

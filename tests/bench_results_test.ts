@@ -130,6 +130,62 @@ const syscalls = (perRoundTrip: Record<string, number>) => ({
   total: Object.values(perRoundTrip).reduce((a, b) => a + b, 0),
 });
 
+/** One server of `profile.json`, as `bench/load/profile.ts` writes it (`js` 0: a C server). */
+function profileServer(
+  server: string,
+  label: string,
+  kind: "echo" | "http",
+  userUs: number,
+  syscalls: number,
+  js: number,
+) {
+  const shares: Record<string, number> = {
+    syscalls,
+    js,
+    builtins: js ? 0.1 : 0,
+    native: js ? 0.05 : 0,
+    trampolines: js ? 0.05 : 0,
+  };
+  shares.other = 1 - Object.values(shares).reduce((a, b) => a + b, 0);
+  const row = (share: number) => ({ samples: Math.round(share * 1000), share, us: share * userUs });
+  return {
+    server,
+    label,
+    kind,
+    ops: 150000,
+    seconds: 3,
+    rate: 50000,
+    userUs,
+    sysUs: 10,
+    userPct: 20,
+    sampled: { ops: 90000, seconds: 3, rate: 30000, userUs: userUs * 1.5, sysUs: 15, userPct: 25 },
+    samples: 1000,
+    perfUserPct: 24,
+    categories: Object.fromEntries(Object.entries(shares).map(([k, x]) => [k, row(x)])),
+    topJs: js
+      ? [
+        { fn: "#dispatchIO", location: "reactor/reactor.ts:478:121", tiers: "*", ...row(0.2) },
+        { fn: "get url", location: "http/fetch_request.ts:48:68", tiers: "+^", ...row(0.05) },
+      ]
+      : [],
+    topBuiltins: js ? [{ name: "RecordWriteSaveFP", ...row(0.02) }] : [],
+    syscallSites: [{ name: "send", ...row(syscalls * 0.6) }, { name: "recv", ...row(syscalls * 0.4) }],
+    other: [],
+  };
+}
+
+/** A labelled run of `profile.json`. */
+function profileRun(commit: string, servers: unknown[]) {
+  return {
+    ...META,
+    command: "deno run -A bench/load/profile.ts",
+    commit,
+    subject: "reactor: a change",
+    dirty: false,
+    servers,
+  };
+}
+
 /** Echo files in the shapes `bench/load/run.ts`, `bench/echo_alloc.ts` and `bench/load/idle_memory.ts` write, and two of no known shape. */
 function moreFixtures(): Record<string, unknown> {
   return {
@@ -196,6 +252,31 @@ function moreFixtures(): Record<string, unknown> {
         { server: "fdloop", rssBeforeKiB: 48000, rssAfterKiB: 66000, perConnectionKiB: 2 },
         { server: "node", rssBeforeKiB: 44000, rssAfterKiB: 88000, perConnectionKiB: 4.9 },
       ],
+    },
+    profile: {
+      ...META,
+      command: "deno run -A bench/load/profile.ts",
+      task: "deno task bench:profile",
+      settings: {
+        serverCpu: "0",
+        loadCpu: "1",
+        conns: 50,
+        echoSize: 64,
+        warmupSeconds: 1,
+        seconds: 3,
+        frequency: 9999,
+      },
+      runs: {
+        before: profileRun("43cb7c8c3251fadc7d80ceb1af2cb6b848d7208f", [
+          profileServer("fdloop-sync", "fdloop `runSync()` echo", "echo", 3.0, 0.5, 0.3),
+          profileServer("c-echo", "C epoll echo", "echo", 2.0, 0.75, 0),
+        ]),
+        after: profileRun("7d1bb83626df2f281e11801c3b68d49041edbfbd", [
+          profileServer("fdloop-sync", "fdloop `runSync()` echo", "echo", 2.5, 0.6, 0.3),
+          profileServer("fdloop-fetch", "fdloop `serve()`", "http", 5.0, 0.2, 0.4),
+          profileServer("c-echo", "C epoll echo", "echo", 2.0, 0.8, 0),
+        ]),
+      },
     },
     other: {
       date: "2026-01-01T00:00:00Z",
@@ -339,6 +420,50 @@ Deno.test("`renderResults()` renders bytes per round trip per variant, and KiB p
   );
   assert.match(idle, /^\| node +\| +44,000 \| +88,000 \| +4\.85 \| 4\.80, 4\.90 \|$/m);
   assert.match(idle, /^- met: ≤ 2 KiB of RSS per idle connection/m);
+});
+
+Deno.test("`renderResults()` renders the profile: categories before and after, top functions, the C floor", () => {
+  const md = renderResults(moreFixtures());
+  const p = section(md, "Where the user-space time goes");
+  assert.match(p, /^- \*\*Command:\*\* `deno run -A bench\/load\/profile\.ts` \(or `deno task bench:profile`\)$/m);
+  assert.match(p, /^- \*\*before\*\*: commit `43cb7c8` \(reactor: a change\); 2026-01-02 03:04 UTC;/m);
+  assert.match(p, /^- \*\*after\*\*: commit `7d1bb83` /m);
+  // fdloop servers first, then the C floors.
+  const headings = [...p.matchAll(/^### (.*)$/gm)].map((m) => m[1]);
+  assert.deepEqual(headings, ["fdloop `runSync()` echo", "fdloop `serve()`", "C epoll echo"]);
+
+  const sync = p.slice(p.indexOf("### fdloop `runSync()` echo"), p.indexOf("### fdloop `serve()`"));
+  assert.match(
+    sync,
+    /^\| user-space samples in +\| before: share \| before: µs\/rt \| after: share \| after: µs\/rt \|$/m,
+  );
+  assert.match(sync, /^\| libc syscall wrappers .*\| +50\.0% \| +1\.500 \| +60\.0% \| +1\.500 \|$/m);
+  assert.match(sync, /^\| JavaScript, JIT-compiled .*\| +30\.0% \| +0\.900 \| +30\.0% \| +0\.750 \|$/m);
+  assert.match(sync, /^\| user CPU, total +\| +100% \| +3\.000 \| +100% \| +2\.500 \|$/m);
+  // The C floor of the same run: 3.0 / 2.0, and outside the syscall wrappers 1.5 against 0.5.
+  assert.match(
+    sync,
+    /^- before: 50,000 round trips\/s, 1,000 user samples, system CPU 10\.000 µs\/rt; 3\.000 µs of user CPU/m,
+  );
+  assert.match(
+    sync.replace(/\s+/g, " "), // list items wrap at 120 columns
+    /3\.000 µs of user CPU per round trip, 1\.50× the C floor's 2\.000 µs; outside libc's syscall wrappers 1\.500 µs against the C floor's 0\.500 µs/,
+  );
+  assert.match(sync, /^\| `#dispatchIO` \| `reactor\/reactor\.ts:478:121` +\| TurboFan +\| 20\.0% \| 0\.500 \|$/m);
+  assert.match(sync, /^Builtins, after: `RecordWriteSaveFP` 2\.0%\.$/m);
+  assert.match(sync, /^libc syscall wrappers, after: `send` 36\.0%, `recv` 24\.0%\.$/m);
+
+  // Only in the after run: no before figures, µs per request, no C floor for HTTP.
+  const fetch = p.slice(p.indexOf("### fdloop `serve()`"), p.indexOf("### C epoll echo"));
+  assert.match(fetch, /^\| user CPU, total +\| +— \| +— \| +100% \| +5\.000 \|$/m);
+  assert.match(fetch, /after: µs\/req/);
+  assert.match(fetch.replace(/\s+/g, " "), /5\.000 µs of user CPU per request \(no C floor in this run\)/);
+  assert.match(fetch, /^\| `get url` +\| `http\/fetch_request\.ts:48:68` \| Maglev, Sparkplug \|/m);
+
+  // A C floor: no JavaScript rows, no floor note.
+  const c = p.slice(p.indexOf("### C epoll echo"));
+  assert.doesNotMatch(c, /JavaScript|V8 builtins|trampolines/);
+  assert.match(c, /^- after: 50,000 round trips\/s, 1,000 user samples, system CPU 10\.000 µs\/rt$/m);
 });
 
 Deno.test("`renderResults()` renders files of unknown shape as a generic table", () => {
