@@ -87,6 +87,16 @@ const WAKE_VALUE = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
 const MICROTASK_TURNS = 4;
 
 /**
+ * Extra zero-timeout polls `run()` makes before it parks. A park costs a
+ * thread hop (~10-20 µs of CPU and two futex wake-ups); four polls cost
+ * ~5 µs here and, under load, often find the next event. Measured on the
+ * echo benchmark (50 connections): futex calls per round trip 0.09 -> 0.04,
+ * CPU per round trip 1.06x -> 1.04x the C server's (0 vs 4 polls; 12 polls
+ * gave 0.02 and 0.96x). An idle loop pays them once per wake-up.
+ */
+const SPIN_POLLS = 4;
+
+/**
  * The default `onError`: one line for an OS error nobody listened for
  * (`fdloop: unhandled error on fd 7: Cannot connect to 127.0.0.1:9: ECONNREFUSED (connect): Connection refused`),
  * the stack trace for an exception a callback threw.
@@ -394,6 +404,9 @@ export class Reactor {
       while (!this.#stopping) {
         const t = this.#timeout(-1);
         let n = this.#selector.select(0);
+        // Poll a few more times before parking: a park costs a thread hop (~10-20 µs of CPU), and under
+        // load the next event is often only microseconds away.
+        for (let i = 0; i < SPIN_POLLS && n === 0 && t !== 0 && !this.#stopping; i++) n = this.#selector.select(0);
         if (n === 0 && t !== 0 && !this.#stopping) {
           // Idle: park off-thread until I/O, the next timer, or a wake-up.
           this.#metrics.parks++;
