@@ -32,12 +32,12 @@ export class LazyRequest {
   readonly #hostname: string;
   readonly #method: string;
   readonly #hasBody: boolean;
-  /** Set by `seal()`: the head's bytes may be gone, only these copies remain. */
-  #sealed = false;
   /** The header fields as `[name, value, name, value, …]`, copied by `seal()` when `headers` was not read yet. */
   #fields: string[] | null = null;
   #real: Request | null = null;
   #url: string | null = null;
+  /** The request target, kept with `#url` (the parsed head may be reused once the handler returned). */
+  #target = "";
   #headers: Headers | null = null;
   #signal: AbortController | null = null;
 
@@ -59,7 +59,7 @@ export class LazyRequest {
   get url(): string {
     if (this.#url === null) {
       const req = this.#req;
-      const target = req.url;
+      const target = this.#target = req.url;
       const host = req.header("host") || this.#hostname;
       this.#url = target.startsWith("/") ? `http://${host}${target}` : target === "*" ? `http://${host}/` : target;
     }
@@ -95,16 +95,13 @@ export class LazyRequest {
    * once the handler has returned.
    */
   seal(): void {
-    if (this.#sealed) return;
-    if (this.#real === null) {
-      void this.url;
-      if (this.#headers === null) {
-        const fields: string[] = [];
-        this.#req.forEachHeader((name, value) => fields.push(name, value));
-        this.#fields = fields;
-      }
+    if (this.#real !== null) return;
+    void this.url;
+    if (this.#headers === null && this.#fields === null) {
+      const fields: string[] = [];
+      this.#req.forEachHeader((name, value) => fields.push(name, value));
+      this.#fields = fields;
     }
-    this.#sealed = true;
   }
 
   #abortController(): AbortController {
@@ -161,7 +158,8 @@ export class LazyRequest {
       // The headers as pairs unless a Headers object was made already: the constructor copies them either way.
       const init: RequestInit = { method: this.method, headers: this.#headers ?? this.#pairs(), signal: this.signal };
       if (this.#bodyAllowed()) init.body = this.#bodyStream();
-      this.#real = new Request(absoluteUrl(this.url, this.#hostname, this.#req.url), init);
+      const url = this.url; // sets #target too
+      this.#real = new Request(absoluteUrl(url, this.#hostname, this.#target), init);
     }
     return this.#real;
   }

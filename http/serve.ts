@@ -141,7 +141,9 @@ function respond(
   try {
     result = handler(request as unknown as Request, info);
   } catch (err) {
-    result = recover(onError, err);
+    request.seal();
+    answerError(res, err, info, onError);
+    return;
   }
   request.seal();
   if (result instanceof Response) {
@@ -150,17 +152,20 @@ function respond(
   }
   Promise.resolve(result).then(
     (response) => send(res, response, info, onError),
-    (err) => Promise.resolve(recover(onError, err)).then((r) => send(res, r, info), (e) => fail(res, e, info)),
+    (err) => answerError(res, err, info, onError),
   );
 }
 
-/** What `onError` makes of `err`; a throw from `onError` itself becomes a rejection. */
-function recover(onError: ErrorHook, err: unknown): Response | Promise<Response> {
+/** Sends what `onError` makes of the handler's error (at once when it is a `Response`); its failure is a 500. */
+function answerError(res: HttpResponse, err: unknown, info: HandlerInfo, onError: ErrorHook): void {
+  let answer: Response | Promise<Response>;
   try {
-    return onError(err);
+    answer = onError(err);
   } catch (err2) {
-    return Promise.reject(err2);
+    return fail(res, err2, info);
   }
+  if (answer instanceof Response) return send(res, answer, info);
+  Promise.resolve(answer).then((r) => send(res, r, info), (e) => fail(res, e, info));
 }
 
 /**
@@ -195,7 +200,7 @@ function send(res: HttpResponse, response: unknown, info: HandlerInfo, onError?:
       : `${onError === undefined ? "onError" : "The handler"} did not return a Response`,
   );
   if (onError === undefined) return fail(res, err, info);
-  Promise.resolve(recover(onError, err)).then((r) => send(res, r, info), (e) => fail(res, e, info));
+  answerError(res, err, info, onError);
 }
 
 const contentTypes = new Map<string, PreparedHeaders>();

@@ -409,7 +409,8 @@ class Exchange implements HttpRequest, HttpResponse {
 
   end(body?: string | Uint8Array): void {
     if (this.#finished) throw new Error("The response has already ended");
-    if (!this.#headersSent) statusLine(this.status, this.head.versionMinor); // a bad status throws before anything
+    // A bad status must throw before the response counts as finished (#writeHead comes after that).
+    if (!this.#headersSent) statusLine(this.status, this.head.versionMinor);
     if (this.#streaming !== 0) {
       if (body !== undefined) this.write(body);
       this.#finished = true;
@@ -448,7 +449,6 @@ class Exchange implements HttpRequest, HttpResponse {
 
   write(chunk: string | Uint8Array): boolean {
     if (this.#finished) throw new Error("Cannot write after end()");
-    if (!this.#headersSent) statusLine(this.status, this.head.versionMinor); // a bad status throws before anything
     const bytes = typeof chunk === "string" ? encoder.encode(chunk) : chunk;
     if (!this.#headersSent) {
       const out = scratch;

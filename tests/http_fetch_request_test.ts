@@ -68,6 +68,11 @@ Deno.test("a request kept past its handler still reads its own URL and headers a
     kept.map((r) => [new URL(r.url).pathname, r.headers.get("x-i")]),
     [0, 1, 2, 3, 4].map((i) => [`/n/${i}`, String(i).repeat(i + 1)]),
   );
+  // Made real only now (clone()), from what seal() kept.
+  assert.deepEqual(
+    kept.map((r) => new URL(r.clone().url).pathname),
+    [0, 1, 2, 3, 4].map((i) => `/n/${i}`),
+  );
 });
 
 Deno.test("Deno's own code takes a served request: new Request(req), req.clone(), and a header set before that", async () => {
