@@ -110,12 +110,7 @@ interface Limits {
 }
 
 /** The last limits made: connections with the same settings share one object (most use the defaults). */
-let lastLimits: Limits = Object.freeze({
-  high: 64 * 1024,
-  low: 16 * 1024,
-  max: 16 * 1024 * 1024,
-  allowHalfOpen: false,
-});
+let lastLimits: Limits | null = null;
 
 function limitsOf(options: ConnectionOptions): Limits {
   const high = options.highWaterMark ?? 64 * 1024;
@@ -123,7 +118,7 @@ function limitsOf(options: ConnectionOptions): Limits {
   const max = Math.max(options.maxWriteBuffer ?? 16 * 1024 * 1024, high);
   const allowHalfOpen = options.allowHalfOpen ?? false;
   const l = lastLimits;
-  if (l.high === high && l.low === low && l.max === max && l.allowHalfOpen === allowHalfOpen) return l;
+  if (l !== null && l.high === high && l.low === low && l.max === max && l.allowHalfOpen === allowHalfOpen) return l;
   return lastLimits = Object.freeze({ high, low, max, allowHalfOpen });
 }
 
@@ -240,7 +235,7 @@ export class Connection extends Emitter<ConnectionEvents> {
   #flags = 0;
   /** What only some connections need (connecting, streams, addresses asked for): made on first use. */
   #rare: RareState | null = null;
-  /** Told after `close` (a `Server` keeping count of its connections), without a listener of its own. */
+  /** Told of the close before the `close` listeners (a `Server` keeping count), without a listener of its own. */
   #observer: CloseObserver | null = null;
 
   static {
