@@ -404,8 +404,7 @@ export class Reactor {
       while (!this.#stopping) {
         const t = this.#timeout(-1);
         let n = this.#selector.select(0);
-        // Poll a few more times before parking: a park costs a thread hop (~10-20 µs of CPU), and under
-        // load the next event is often only microseconds away.
+        // A few more polls before parking (see SPIN_POLLS).
         for (let i = 0; i < SPIN_POLLS && n === 0 && t !== 0 && !this.#stopping; i++) n = this.#selector.select(0);
         if (n === 0 && t !== 0 && !this.#stopping) {
           // Idle: park off-thread until I/O, the next timer, or a wake-up.
