@@ -87,12 +87,16 @@ const WAKE_VALUE = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
 const MICROTASK_TURNS = 4;
 
 /**
- * Extra zero-timeout polls `run()` makes before it parks. A park costs a
- * thread hop (~10-20 µs of CPU and two futex wake-ups); four polls cost
- * ~5 µs here and, under load, often find the next event. Measured on the
- * echo benchmark (50 connections): futex calls per round trip 0.09 -> 0.04,
- * CPU per round trip 1.06x -> 1.04x the C server's (0 vs 4 polls; 12 polls
- * gave 0.02 and 0.96x). An idle loop pays them once per wake-up.
+ * Extra zero-timeout polls the loop makes before it waits with a timeout:
+ * before `run()` parks and before `runSync()`/`runOnce()` block. A park costs
+ * a thread hop (~10-20 µs of CPU and two futex wake-ups), a blocking
+ * `epoll_wait` a sleep and a wake-up; four polls cost ~5 µs here and, under
+ * load, often find the next event. Measured on the echo benchmark (50
+ * connections): `run()` futex calls per round trip 0.09 -> 0.04, CPU per
+ * round trip 1.06x -> 1.04x the C server's (0 vs 4 polls; 12 polls gave 0.02
+ * and 0.96x); `runSync()` round trips/s 0.85x -> 0.99x `run()`'s at 0.99x ->
+ * 0.94x the C server's CPU per round trip. An idle loop pays them once per
+ * wake-up.
  */
 const SPIN_POLLS = 4;
 
@@ -403,9 +407,7 @@ export class Reactor {
       let lastYield = this.#updateTime();
       while (!this.#stopping) {
         const t = this.#timeout(-1);
-        let n = this.#selector.select(0);
-        // A few more polls before parking (see SPIN_POLLS).
-        for (let i = 0; i < SPIN_POLLS && n === 0 && t !== 0 && !this.#stopping; i++) n = this.#selector.select(0);
+        let n = t === 0 ? this.#selector.select(0) : this.#poll();
         if (n === 0 && t !== 0 && !this.#stopping) {
           // Idle: park off-thread until I/O, the next timer, or a wake-up.
           this.#metrics.parks++;
@@ -593,9 +595,19 @@ export class Reactor {
   /** Waits on the JS thread; a wait that may block reads the clock again when it returns. */
   #wait(timeout: number): number {
     if (timeout === 0) return this.#selector.select(0);
+    const ready = this.#poll();
+    if (ready !== 0 || this.#stopping) return ready;
     const start = this.#now;
     const n = this.#selector.select(timeout);
     this.#metrics.blockedMs += this.#updateTime() - start;
+    return n;
+  }
+
+  /** Polls the selector without blocking, up to 1 + SPIN_POLLS times, until something is ready. */
+  #poll(): number {
+    const sel = this.#selector;
+    let n = sel.select(0);
+    for (let i = 0; i < SPIN_POLLS && n === 0 && !this.#stopping; i++) n = sel.select(0);
     return n;
   }
 
