@@ -14,9 +14,10 @@
  * Servers, one at a time, each pinned to `--server-cpu` (default 0) and run
  * with `--v8-flags=--perf-basic-prof` (V8 then names its code in
  * `/tmp/perf-PID.map`): `examples/echo.ts` with `runSync()` and `run()`,
- * `examples/http_server.ts` with `--api raw` and `--api fetch`, taken from
- * `--root` (default: this repository), and the C servers of `bench/c/` as
- * the floor. The load runs on `--load-cpu` (default 1): for echo
+ * `examples/http_server.ts` with `--api raw` and `--api fetch`, and
+ * `bench/load/bare_echo.ts` (the echo loop on the FFI bindings with no
+ * framework), taken from `--root` (default: this repository), and the C
+ * servers of `bench/c/` as the floor. The load runs on `--load-cpu` (default 1): for echo
  * `bench/load/echo_load.mjs` (50 connections, one 64-byte message in flight
  * each), for HTTP `wrk -t1 -c50`. After a 1 s warm-up the server is loaded
  * for `--seconds` while its user CPU per operation is read from
@@ -71,7 +72,7 @@ const { values: flags } = parseArgs({
   },
 });
 
-const SERVER_NAMES = ["fdloop-sync", "fdloop", "c-echo", "fdloop-raw", "fdloop-fetch", "c-http"];
+const SERVER_NAMES = ["fdloop-sync", "fdloop", "bare-echo", "c-echo", "fdloop-raw", "fdloop-fetch", "c-http"];
 
 if (flags.help) {
   console.log(`Usage: deno run -A bench/load/profile.ts [options]
@@ -134,7 +135,7 @@ const v8 = (script: string, ...args: string[]) => [
   "run",
   "--allow-ffi",
   `--v8-flags=--perf-basic-prof,--no-logfile-per-isolate,--logfile=${work}/v8.log`,
-  `${root}examples/${script}`,
+  `${root}${script.includes("/") ? script : `examples/${script}`}`,
   "--port",
   "0",
   ...args,
@@ -148,6 +149,12 @@ const SERVERS: Record<string, ServerSpec> = {
     v8: true,
   },
   "fdloop": { label: "fdloop `run()` echo (`examples/echo.ts`)", kind: "echo", argv: v8("echo.ts"), v8: true },
+  "bare-echo": {
+    label: "bare FFI echo loop, no framework (`bench/load/bare_echo.ts`)",
+    kind: "echo",
+    argv: v8("bench/load/bare_echo.ts"),
+    v8: true,
+  },
   "c-echo": { label: "C epoll echo (`bench/c/echo_baseline.c`)", kind: "echo", argv: [], v8: false },
   "fdloop-raw": {
     label: "fdloop raw HTTP API, `run()` (`examples/http_server.ts --api raw`)",

@@ -1,8 +1,10 @@
 /**
  * Side-by-side load benchmark of TCP echo servers: fdloop's `examples/echo.ts`
- * in both run modes, a `Deno.listen` server, a Node `net` server and a C
+ * in both run modes, a `Deno.listen` server, a Node `net` server, a C
  * ceiling (`bench/c/echo_baseline.c`: level-triggered epoll, one `recv` and
- * one `send` per readable event, compiled with `cc -O2` for the run), under
+ * one `send` per readable event, compiled with `cc -O2` for the run) and the
+ * same loop in TypeScript on fdloop's FFI bindings with no framework
+ * (`bench/load/bare_echo.ts`), under
  * the same request/response ping-pong load: `--conns` connections with one
  * `--size`-byte message in flight each (default 50 × 64 bytes).
  *
@@ -75,6 +77,10 @@ const SERVERS: Record<string, { label: string; argv: string[] }> = {
   "node": {
     label: "Node `net` (`bench/load/node_echo.mjs`)",
     argv: ["node", new URL("node_echo.mjs", HERE).pathname, "--port", "0"],
+  },
+  "bare": {
+    label: "bare FFI loop, no framework (`bench/load/bare_echo.ts`)",
+    argv: [DENO, "run", "--allow-ffi", new URL("bare_echo.ts", HERE).pathname, "--port", "0"],
   },
   "c": {
     label: "C epoll (`bench/c/echo_baseline.c`)",
