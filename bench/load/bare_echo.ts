@@ -31,7 +31,6 @@ import {
   EPOLLIN,
   epollWait,
   getSockName,
-  INTERRUPTED,
   IPPROTO_TCP,
   listen,
   MSG_NOSIGNAL,
@@ -86,9 +85,14 @@ console.log(`listening on 127.0.0.1:${"port" in bound ? bound.port : port}`);
 
 let connections = 0;
 let bytes = 0;
+// The loop blocks the JS thread, so Deno runs the signal listener only when the loop yields: after an idle
+// 100 ms wait, after a wait a signal interrupted (the signal may reach another thread and interrupt nothing),
+// and every 4096 waits under load.
+const yieldToDeno = () => new Promise((resolve) => setTimeout(resolve, 0));
+let waits = 0;
 while (!stop) {
-  const n = epollWait(ep, eventsPtr, MAX_EVENTS, -1);
-  if (n === INTERRUPTED) await new Promise((resolve) => setTimeout(resolve, 0)); // let Deno run the signal listener
+  const n = epollWait(ep, eventsPtr, MAX_EVENTS, 100);
+  if (n <= 0 || (++waits & 4095) === 0) await yieldToDeno();
   for (let i = 0; i < n; i++) {
     const fd = words[i * EPOLL_EVENT_STRIDE + DATA];
     if (fd === lfd) {
