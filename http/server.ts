@@ -187,6 +187,22 @@ const D_BODY = 2;
 const D_IDLE = 3;
 const D_LINGER = 4;
 
+// State bits of an exchange (`#bits`): one number instead of fourteen boolean fields of 8 bytes each.
+const X_USER_CONNECTION = 1;
+const X_USER_LENGTH = 2;
+const X_USER_DATE = 4;
+const X_USER_TYPE = 8;
+const X_HEADERS_SENT = 16;
+const X_FINISHED = 32;
+const X_REQUEST_COMPLETE = 64;
+const X_ENDED = 128;
+const X_EARLY_PAUSED = 256;
+const X_BODY_DROPPED = 512;
+const X_CONTINUE_SENT = 1024;
+const X_WANTS_CONTINUE = 2048;
+const X_CLOSE_AFTER = 4096;
+const X_IS_HEAD = 8192;
+
 /**
  * One request and its response. Handlers see it as an {@linkcode HttpRequest}
  * and an {@linkcode HttpResponse}.
@@ -200,43 +216,118 @@ class Exchange implements HttpRequest, HttpResponse {
   /** Further header lines, already encoded (`setHeader` / `setHeaders`), after `#first`. */
   #extra: Uint8Array[] | null = null;
   #extraText = "";
-  #userConnection = false;
-  #userLength = false;
-  #userDate = false;
-  #userType = false;
-  #headersSent = false;
-  #finished = false;
-  #streaming = 0; // 0: not streaming, 1: chunked, 2: close-delimited
+  #bits = 0;
+  #streaming = 0; // 0: not streaming, 1: chunked, 2: close-delimited, 3: framed by the handler
   /** Output written before this exchange's turn. */
   pending: Uint8Array[] | null = null;
-  requestComplete = false;
-  /** Whether the request body is being received (for the body deadline). */
+  /** Body chunks kept for a reader to come, and how many bytes they hold. */
   #bodyChunks: Uint8Array[] | null = null;
+  #earlyBytes = 0;
   #onChunk: ((chunk: Uint8Array) => void) | null = null;
   #onEnd: (() => void) | null = null;
-  #ended = false;
-  /** Bytes of body kept before anyone read it, and whether reading paused for them. */
-  #earlyBytes = 0;
-  #earlyPaused = false;
-  /** Some of the body was discarded: it arrived after the response ended, with nobody reading. */
-  #bodyDropped = false;
   #drainFns: (() => void)[] | null = null;
   #abortFns: (() => void)[] | null = null;
-  continueSent = false;
-  /** The handler asked for the body while the client waits for `100 Continue`. */
-  wantsContinue = false;
-  /** Close the connection after this response (client asked, or the response is close-delimited). */
-  closeAfter: boolean;
-  readonly isHead: boolean;
-  /** A complete response rendered by the engine (errors), written as is. */
   preset: Uint8Array | null = null;
+
+  /** The handler set `Connection`. */
+  get #userConnection(): boolean {
+    return (this.#bits & X_USER_CONNECTION) !== 0;
+  }
+  set #userConnection(on: boolean) {
+    this.#bits = on ? this.#bits | X_USER_CONNECTION : this.#bits & ~X_USER_CONNECTION;
+  }
+  /** The handler set `Content-Length` or `Transfer-Encoding`. */
+  get #userLength(): boolean {
+    return (this.#bits & X_USER_LENGTH) !== 0;
+  }
+  set #userLength(on: boolean) {
+    this.#bits = on ? this.#bits | X_USER_LENGTH : this.#bits & ~X_USER_LENGTH;
+  }
+  /** The handler set `Date`. */
+  get #userDate(): boolean {
+    return (this.#bits & X_USER_DATE) !== 0;
+  }
+  set #userDate(on: boolean) {
+    this.#bits = on ? this.#bits | X_USER_DATE : this.#bits & ~X_USER_DATE;
+  }
+  /** The handler set `Content-Type`. */
+  get #userType(): boolean {
+    return (this.#bits & X_USER_TYPE) !== 0;
+  }
+  set #userType(on: boolean) {
+    this.#bits = on ? this.#bits | X_USER_TYPE : this.#bits & ~X_USER_TYPE;
+  }
+  get #headersSent(): boolean {
+    return (this.#bits & X_HEADERS_SENT) !== 0;
+  }
+  set #headersSent(on: boolean) {
+    this.#bits = on ? this.#bits | X_HEADERS_SENT : this.#bits & ~X_HEADERS_SENT;
+  }
+  get #finished(): boolean {
+    return (this.#bits & X_FINISHED) !== 0;
+  }
+  set #finished(on: boolean) {
+    this.#bits = on ? this.#bits | X_FINISHED : this.#bits & ~X_FINISHED;
+  }
+  get requestComplete(): boolean {
+    return (this.#bits & X_REQUEST_COMPLETE) !== 0;
+  }
+  set requestComplete(on: boolean) {
+    this.#bits = on ? this.#bits | X_REQUEST_COMPLETE : this.#bits & ~X_REQUEST_COMPLETE;
+  }
+  /** The body reader was told the body ended. */
+  get #ended(): boolean {
+    return (this.#bits & X_ENDED) !== 0;
+  }
+  set #ended(on: boolean) {
+    this.#bits = on ? this.#bits | X_ENDED : this.#bits & ~X_ENDED;
+  }
+  /** Reading paused for body bytes nobody read yet. */
+  get #earlyPaused(): boolean {
+    return (this.#bits & X_EARLY_PAUSED) !== 0;
+  }
+  set #earlyPaused(on: boolean) {
+    this.#bits = on ? this.#bits | X_EARLY_PAUSED : this.#bits & ~X_EARLY_PAUSED;
+  }
+  /** Some of the body was discarded: it arrived after the response ended, with nobody reading. */
+  get #bodyDropped(): boolean {
+    return (this.#bits & X_BODY_DROPPED) !== 0;
+  }
+  set #bodyDropped(on: boolean) {
+    this.#bits = on ? this.#bits | X_BODY_DROPPED : this.#bits & ~X_BODY_DROPPED;
+  }
+  get continueSent(): boolean {
+    return (this.#bits & X_CONTINUE_SENT) !== 0;
+  }
+  set continueSent(on: boolean) {
+    this.#bits = on ? this.#bits | X_CONTINUE_SENT : this.#bits & ~X_CONTINUE_SENT;
+  }
+  /** The handler asked for the body while the client waits for `100 Continue`. */
+  get wantsContinue(): boolean {
+    return (this.#bits & X_WANTS_CONTINUE) !== 0;
+  }
+  set wantsContinue(on: boolean) {
+    this.#bits = on ? this.#bits | X_WANTS_CONTINUE : this.#bits & ~X_WANTS_CONTINUE;
+  }
+  /** Close the connection after this response (client asked, or the response is close-delimited). */
+  get closeAfter(): boolean {
+    return (this.#bits & X_CLOSE_AFTER) !== 0;
+  }
+  set closeAfter(on: boolean) {
+    this.#bits = on ? this.#bits | X_CLOSE_AFTER : this.#bits & ~X_CLOSE_AFTER;
+  }
+  get isHead(): boolean {
+    return (this.#bits & X_IS_HEAD) !== 0;
+  }
 
   constructor(conn: HttpConnection, head: RequestHead) {
     this.conn = conn;
     this.head = head;
-    this.closeAfter = !head.keepAlive;
-    this.isHead = head.method() === "HEAD";
-    this.requestComplete = !(head.chunked || head.contentLength > 0);
+    let bits = 0;
+    if (!head.keepAlive) bits |= X_CLOSE_AFTER;
+    if (head.method() === "HEAD") bits |= X_IS_HEAD;
+    if (!(head.chunked || head.contentLength > 0)) bits |= X_REQUEST_COMPLETE;
+    this.#bits = bits;
   }
 
   // ------------------------------------------------------------ request
@@ -384,11 +475,7 @@ class Exchange implements HttpRequest, HttpResponse {
     this.status = 200;
     this.#first = this.#extra = null;
     this.#extraText = "";
-    this.#userConnection =
-      this.#userLength =
-      this.#userDate =
-      this.#userType =
-        false;
+    this.#bits &= ~(X_USER_CONNECTION | X_USER_LENGTH | X_USER_DATE | X_USER_TYPE);
   }
 
   /** Takes note of headers that change what the engine adds (`F_*` bits). */
@@ -575,13 +662,67 @@ function isBodiless(status: number): boolean {
   return status < 200 || status === 204 || status === 304;
 }
 
+/**
+ * A first-in first-out queue on a ring that keeps its array when it empties.
+ * An array used as a queue (`push` one, `shift` it) frees its backing store
+ * each time it empties and allocates a new one on the next `push` (152 bytes
+ * here): once per request on a keep-alive connection.
+ */
+class Fifo<T> {
+  #items: (T | undefined)[] = [];
+  #head = 0;
+  #size = 0;
+
+  get length(): number {
+    return this.#size;
+  }
+
+  /** The oldest item, or `undefined` when empty. */
+  first(): T | undefined {
+    return this.#size === 0 ? undefined : this.#items[this.#head];
+  }
+
+  push(item: T): void {
+    if (this.#size === this.#items.length) this.#grow();
+    const items = this.#items;
+    items[(this.#head + this.#size) & (items.length - 1)] = item;
+    this.#size++;
+  }
+
+  /** Removes and returns the oldest item. */
+  shift(): T | undefined {
+    if (this.#size === 0) return undefined;
+    const items = this.#items;
+    const item = items[this.#head];
+    items[this.#head] = undefined;
+    this.#head = --this.#size === 0 ? 0 : (this.#head + 1) & (items.length - 1);
+    return item;
+  }
+
+  /** Removes every item and returns them, oldest first. */
+  takeAll(): T[] {
+    const all: T[] = [];
+    while (this.#size > 0) all.push(this.shift()!);
+    return all;
+  }
+
+  /** Doubles the ring (a power of two, at least 4), oldest item first. */
+  #grow(): void {
+    const old = this.#items;
+    const items = new Array<T | undefined>(Math.max(4, old.length * 2));
+    for (let i = 0; i < this.#size; i++) items[i] = old[(this.#head + i) & (old.length - 1)];
+    this.#items = items;
+    this.#head = 0;
+  }
+}
+
 /** The state of one HTTP connection: its parser, its queue of exchanges and its deadline. */
 class HttpConnection implements ParserHandler {
   readonly server: Engine;
   readonly conn: Connection;
   readonly parser: RequestParser;
-  /** Exchanges in arrival order; [0] is the one whose response is being written. */
-  readonly queue: Exchange[] = [];
+  /** Exchanges in arrival order; the first is the one whose response is being written. */
+  readonly queue: Fifo<Exchange> = new Fifo();
   /** The exchange whose request the parser is reading (head seen, not complete). */
   #parsing: Exchange | null = null;
   #corked = false;
@@ -688,7 +829,7 @@ class HttpConnection implements ParserHandler {
     if (ex === null) return;
     if (this.deadlineKind === D_BODY) this.setDeadline(D_NONE, Infinity);
     ex.completeRequest();
-    if (this.queue[0] === ex) this.#advance();
+    if (this.queue.first() === ex) this.#advance();
   }
 
   /** The client half-closed: answer what is in flight, then close. */
@@ -727,13 +868,13 @@ class HttpConnection implements ParserHandler {
       this.#pipelinePaused = false;
       this.#applyPause();
     }
-    const front = this.queue[0];
+    const front = this.queue.first();
     if (front !== undefined && front.wantsDrain) front.drained();
   }
 
   #onClose(): void {
     this.server.connectionClosed(this);
-    for (const ex of this.queue.splice(0)) if (!ex.finished) ex.aborted();
+    for (const ex of this.queue.takeAll()) if (!ex.finished) ex.aborted();
   }
 
   // ------------------------------------------------------------ writing
@@ -741,7 +882,7 @@ class HttpConnection implements ParserHandler {
   /** Sends `100 Continue` for `ex` if the client asked for it, it is `ex`'s turn, and nothing final was sent. */
   sendContinue(ex: Exchange): void {
     if (!ex.head.expectContinue || ex.continueSent || ex.requestComplete || ex.headersSent) return;
-    if (this.queue[0] !== ex) return; // sent from #advance when its turn comes
+    if (this.queue.first() !== ex) return; // sent from #advance when its turn comes
     ex.continueSent = true;
     this.#send(CONTINUE);
   }
@@ -749,7 +890,7 @@ class HttpConnection implements ParserHandler {
   /** Output of `ex`: written now if it is its turn, else kept until it is. */
   output(ex: Exchange, bytes: Uint8Array): void {
     if (this.conn.destroyed) return;
-    if (this.queue[0] === ex) this.#send(bytes);
+    if (this.queue.first() === ex) this.#send(bytes);
     else (ex.pending ??= []).push(bytes.slice());
   }
 
@@ -773,7 +914,7 @@ class HttpConnection implements ParserHandler {
 
   /** `ex` ended its response. */
   responseDone(ex: Exchange): void {
-    if (this.queue[0] !== ex) return; // its output waits in ex.pending; #advance writes it
+    if (this.queue.first() !== ex) return; // its output waits in ex.pending; #advance writes it
     if (!ex.requestComplete) {
       // Answered before the whole body arrived. A client waiting for 100 Continue
       // will not send the body: close. Otherwise read on and discard the rest.
@@ -788,7 +929,7 @@ class HttpConnection implements ParserHandler {
   #advance(): void {
     const q = this.queue;
     while (q.length > 0) {
-      const ex = q[0];
+      const ex = q.first()!;
       if (ex.preset !== null) {
         q.shift();
         if (ex.preset.byteLength > 0) {
@@ -804,7 +945,7 @@ class HttpConnection implements ParserHandler {
         this.#finishAndClose();
         return;
       }
-      const next = q[0];
+      const next = q.first();
       if (next === undefined || next.preset !== null) continue;
       if (next.pending !== null) {
         const pending = next.pending;
@@ -832,7 +973,7 @@ class HttpConnection implements ParserHandler {
     this.#closing = true;
     this.#lingering = true;
     this.#uncork();
-    for (const ex of this.queue.splice(0)) if (!ex.finished) ex.aborted();
+    for (const ex of this.queue.takeAll()) if (!ex.finished) ex.aborted();
     if (this.conn.destroyed) return;
     this.#pipelinePaused = this.#bodyPaused = false;
     this.#applyPause();
