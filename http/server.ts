@@ -187,6 +187,17 @@ const D_BODY = 2;
 const D_IDLE = 3;
 const D_LINGER = 4;
 
+/** What an exchange holds only when its body is read or kept, or someone waits on its response. */
+class ExchangeRare {
+  /** Body chunks kept for a reader to come, and how many bytes they hold. */
+  bodyChunks: Uint8Array[] | null = null;
+  earlyBytes = 0;
+  onChunk: ((chunk: Uint8Array) => void) | null = null;
+  onEnd: (() => void) | null = null;
+  drainFns: (() => void)[] | null = null;
+  abortFns: (() => void)[] | null = null;
+}
+
 // State bits of an exchange (`#bits`): one number instead of fourteen boolean fields of 8 bytes each.
 const X_USER_CONNECTION = 1;
 const X_USER_LENGTH = 2;
@@ -220,13 +231,8 @@ class Exchange implements HttpRequest, HttpResponse {
   #streaming = 0; // 0: not streaming, 1: chunked, 2: close-delimited, 3: framed by the handler
   /** Output written before this exchange's turn. */
   pending: Uint8Array[] | null = null;
-  /** Body chunks kept for a reader to come, and how many bytes they hold. */
-  #bodyChunks: Uint8Array[] | null = null;
-  #earlyBytes = 0;
-  #onChunk: ((chunk: Uint8Array) => void) | null = null;
-  #onEnd: (() => void) | null = null;
-  #drainFns: (() => void)[] | null = null;
-  #abortFns: (() => void)[] | null = null;
+  /** Body reading and callbacks, made when first needed: most requests have no body and nobody waits on them. */
+  #rare: ExchangeRare | null = null;
   preset: Uint8Array | null = null;
 
   /** The handler set `Connection`. */
@@ -364,16 +370,17 @@ class Exchange implements HttpRequest, HttpResponse {
   }
 
   readBody(onChunk: (chunk: Uint8Array) => void, onEnd: () => void): void {
-    if (this.#onChunk !== null || this.#onEnd !== null) throw new Error("The request body is already being read");
+    const rare = this.#rare ??= new ExchangeRare();
+    if (rare.onChunk !== null || rare.onEnd !== null) throw new Error("The request body is already being read");
     if (this.#bodyDropped) {
       throw new Error("The request body is gone: the response ended before it was read, and the rest was discarded");
     }
-    this.#onChunk = onChunk;
-    this.#onEnd = onEnd;
+    rare.onChunk = onChunk;
+    rare.onEnd = onEnd;
     this.wantsContinue = true;
     this.conn.sendContinue(this);
-    const early = this.#bodyChunks;
-    this.#bodyChunks = null;
+    const early = rare.bodyChunks;
+    rare.bodyChunks = null;
     this.#releaseEarly(); // before the early chunks, so that a reader pausing on them stays paused
     if (early !== null) { for (const c of early) onChunk(c); }
     if (this.requestComplete) {
@@ -410,13 +417,14 @@ class Exchange implements HttpRequest, HttpResponse {
 
   /** A piece of the request body arrived (a view into the read buffer). */
   deliverBody(chunk: Uint8Array): void {
-    if (this.#onChunk !== null) {
-      this.#onChunk(chunk);
+    const rare = this.#rare ??= new ExchangeRare();
+    if (rare.onChunk !== null) {
+      rare.onChunk(chunk);
     } else if (!this.#finished) {
       // Kept for a reader to come; past EARLY_BODY_MAX, reading pauses until it comes (or the response ends).
-      (this.#bodyChunks ??= []).push(chunk.slice());
-      this.#earlyBytes += chunk.byteLength;
-      if (this.#earlyBytes >= EARLY_BODY_MAX) {
+      (rare.bodyChunks ??= []).push(chunk.slice());
+      rare.earlyBytes += chunk.byteLength;
+      if (rare.earlyBytes >= EARLY_BODY_MAX) {
         this.#earlyPaused = true;
         this.conn.pauseBody(true);
       }
@@ -437,7 +445,8 @@ class Exchange implements HttpRequest, HttpResponse {
     if (this.#ended) return;
     this.#ended = true;
     this.requestComplete = true;
-    if (this.#onEnd !== null) this.#onEnd();
+    const onEnd = this.#rare?.onEnd;
+    if (onEnd) onEnd();
   }
 
   // ------------------------------------------------------------ response
@@ -565,31 +574,33 @@ class Exchange implements HttpRequest, HttpResponse {
   }
 
   onDrain(fn: () => void): void {
-    (this.#drainFns ??= []).push(fn);
+    ((this.#rare ??= new ExchangeRare()).drainFns ??= []).push(fn);
   }
 
   onAbort(fn: () => void): void {
-    (this.#abortFns ??= []).push(fn);
+    ((this.#rare ??= new ExchangeRare()).abortFns ??= []).push(fn);
   }
 
   /** The connection drained: run the `onDrain` callbacks. */
   drained(): void {
-    const fns = this.#drainFns;
+    const rare = this.#rare;
+    const fns = rare === null ? null : rare.drainFns;
     if (fns === null) return;
-    this.#drainFns = null;
+    rare!.drainFns = null;
     for (const fn of fns) fn();
   }
 
   /** The connection closed before the response was complete. */
   aborted(): void {
-    const fns = this.#abortFns;
-    this.#abortFns = null;
-    this.#drainFns = null;
+    const rare = this.#rare;
+    if (rare === null) return;
+    const fns = rare.abortFns;
+    rare.abortFns = rare.drainFns = null;
     if (fns !== null) { for (const fn of fns) fn(); }
   }
 
   get wantsDrain(): boolean {
-    return this.#drainFns !== null;
+    return this.#rare !== null && this.#rare.drainFns !== null;
   }
 
   /**
