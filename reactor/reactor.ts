@@ -100,6 +100,11 @@ const MICROTASK_TURNS = 4;
  */
 const SPIN_POLLS = 4;
 
+/** Resolves its promise after one turn of Deno's event loop (timers and ops included). */
+function resumeAfterTurn(resolve: () => void): void {
+  setImmediate(resolve);
+}
+
 /**
  * The default `onError`: one line for an OS error nobody listened for
  * (`fdloop: unhandled error on fd 7: Cannot connect to 127.0.0.1:9: ECONNREFUSED (connect): Connection refused`),
@@ -573,23 +578,15 @@ export class Reactor {
   }
 
   /**
-   * Lets Deno's event loop run its timers under sustained load. A wait that
-   * completes at once does not reliably let Deno fire its timers, so this
-   * schedules a real `setTimeout(0)` and keeps serving I/O through parked
-   * waits until it fires (its callback wakes the pending wait).
+   * Lets Deno's event loop take one turn under sustained load: its due
+   * timers, its ops (signals, Deno's own I/O) and their promises.
+   * `setImmediate` resumes after one such turn, ~45 µs here; a
+   * `setTimeout(0)` would wait for Deno's 1 ms timer tick (~2 ms measured),
+   * and a wait that completes at once does not reliably let timers fire.
    */
   async #yieldToDeno(): Promise<void> {
     this.#metrics.yields++;
-    let fired = false;
-    const timer = setTimeout(() => {
-      fired = true;
-      this.#wake();
-    }, 0);
-    try {
-      while (!fired && !this.#stopping) this.#runCallbacks(await this.#park(this.#timeout(-1)));
-    } finally {
-      clearTimeout(timer);
-    }
+    await new Promise<void>(resumeAfterTurn);
   }
 
   /** Waits on the JS thread; a wait that may block reads the clock again when it returns. */

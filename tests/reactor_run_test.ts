@@ -66,8 +66,8 @@ testEveryBackend(
     assert.ok(enough(), `${roundsAtTick.length} ticks, ${resolved} promises`);
     // The I/O went on between the timer ticks: they were served while the load lasted, not after it.
     assert.ok(roundsAtTick.at(-1)! > roundsAtTick[0], `ping-pong rounds at the ticks: ${roundsAtTick.join(", ")}`);
-    // Under load run() yields to Deno every yieldIntervalMs through a real setTimeout(0),
-    // serving I/O through parked waits until it fires; an idle park would show in `parks`.
+    // Under load run() yields one turn of Deno's event loop (setImmediate) every
+    // yieldIntervalMs; an idle park would show in `parks`.
     // The loop is never idle here: 0 parks are expected, 5 allowed. Deno's timers run only
     // while the loop yields (or parks), at most a few ticks per yield: 20 ticks took 11 to 20
     // yields in every run measured, on an idle machine and under a two-core CPU hog (worst:
