@@ -29,7 +29,8 @@ for (const port of ports) {
   const server = listen({ host: flags.host, port, reactor }, (conn) => {
     connections++;
     console.log(`accepted ${formatAddress(conn.remoteAddress!)} on port ${server.port}`);
-    // The same backpressured echo as echo.ts, inline so this file reads top to bottom.
+    // The backpressured echo of echo.ts, inline so this file reads top to bottom (echo.ts
+    // shares its listeners between connections instead, to hold no closure per connection).
     conn.on("data", (chunk) => {
       if (!conn.write(chunk)) conn.pause();
     });

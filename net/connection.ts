@@ -797,10 +797,10 @@ export class Connection extends Emitter<ConnectionEvents> {
     if (listeners === undefined) return;
     const chunk = readChunk(n);
     if (!Array.isArray(listeners)) {
-      (listeners as (chunk: Uint8Array) => void)(chunk);
+      (listeners as (this: Connection, chunk: Uint8Array) => void).call(this, chunk);
       return;
     }
-    for (let i = 0; i < listeners.length && !this.#destroyed; i++) listeners[i](chunk);
+    for (let i = 0; i < listeners.length && !this.#destroyed; i++) listeners[i].call(this, chunk);
   }
 
   #writable(): void {

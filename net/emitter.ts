@@ -10,8 +10,10 @@ export type Listener = (...args: any[]) => void;
 
 /**
  * Typed `on`/`off`/`once` listeners. Listeners run synchronously in the order
- * they were added; an exception propagates to the caller of `emit` (inside the
- * reactor, that is the reactor's `onError` hook).
+ * they were added, with the emitter as `this` (as in Node), so one function
+ * can serve every connection instead of a closure per connection; an
+ * exception propagates to the caller of `emit` (inside the reactor, that is
+ * the reactor's `onError` hook).
  *
  * An `error` event is never dropped: emitted with no listener, it goes to
  * {@linkcode Emitter.unhandledError}, which the transports (`Connection`,
@@ -50,7 +52,7 @@ export class Emitter<E extends { [K in keyof E]: Listener }> {
   once<K extends keyof E>(event: K, listener: E[K]): this {
     const wrapper = ((...args: Parameters<E[K]>) => {
       this.off(event, wrapper);
-      listener(...args);
+      listener.apply(this, args);
     }) as E[K] & { listener?: E[K] };
     wrapper.listener = listener;
     return this.on(event, wrapper);
@@ -83,10 +85,10 @@ export class Emitter<E extends { [K in keyof E]: Listener }> {
       return false;
     }
     if (!Array.isArray(l)) {
-      (l as E[K])(...args);
+      (l as E[K]).apply(this, args);
       return true;
     }
-    for (let i = 0; i < l.length; i++) l[i](...args);
+    for (let i = 0; i < l.length; i++) l[i].apply(this, args);
     return true;
   }
 

@@ -33,6 +33,56 @@ Deno.test("`Emitter.off()` removes a listener added with `once()`", () => {
   assert.deepEqual(heard, [2]);
 });
 
+Deno.test("`Emitter` calls every listener with the emitter as `this`: one, several, and `once()`", () => {
+  class Bell extends Emitter<{ ring: (n: number) => void }> {
+    ring(n: number): void {
+      this.emit("ring", n);
+    }
+  }
+  const a = new Bell();
+  const b = new Bell();
+  const heard: [Bell, number][] = [];
+  function shared(this: Bell, n: number): void {
+    heard.push([this, n]);
+  }
+  a.on("ring", shared);
+  b.on("ring", shared);
+  a.ring(1); // a single listener
+  b.once("ring", shared);
+  b.ring(2); // two listeners, one of them a once() wrapper
+  b.ring(3);
+  assert.deepEqual(heard, [[a, 1], [b, 2], [b, 2], [b, 3]]);
+});
+
+for (const backend of BACKENDS) {
+  Deno.test(`\`net\` (${backend}): one \`data\` function shared by two connections echoes on each through \`this\``, async () => {
+    await assertNoFdLeak(async () => {
+      const reactor = new Reactor({ backend });
+      function echo(this: Connection, chunk: Uint8Array): void {
+        this.write(chunk);
+      }
+      const server = listen({ port: 0, reactor }, (c) => c.on("data", echo));
+      const clients = ["one", "two"].map((word) => {
+        const c = connect({ port: server.port, reactor });
+        const got: string[] = [];
+        c.on("data", (chunk) => got.push(new TextDecoder().decode(chunk)));
+        c.write(new TextEncoder().encode(word));
+        return { c, got, word };
+      });
+      const running = reactor.run();
+      try {
+        await until(() => clients.every(({ got, word }) => got.join("") === word), "each client's own echo");
+      } finally {
+        for (const { c } of clients) c.destroy();
+        await server.close({ closeConnections: true });
+        reactor.stop();
+        await running;
+        reactor.close();
+      }
+    });
+  });
+}
+
 for (const backend of BACKENDS) {
   Deno.test(`\`net\` (${backend}) life-cycle edges`, async (t) => {
     await t.step(
