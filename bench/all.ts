@@ -4,7 +4,7 @@
  * rendered anew. Takes about half an hour; run it on a quiet machine.
  *
  *   deno task bench:all                    (deno run -A bench/all.ts)
- *   deno run -A bench/all.ts --only scaling,echo_alloc
+ *   deno run -A bench/all.ts --only scaling,echo_alloc,http_alloc
  *   deno run -A bench/all.ts --dry-run     (prints the commands)
  *
  * Progress (which benchmark runs, how long each took) goes to stderr; each
@@ -27,6 +27,16 @@ const STEPS: { name: string; argv: string[] }[] = [
   { name: "echo_load", argv: ["deno", "run", "-A", "bench/load/run.ts"] },
   { name: "http_load", argv: ["deno", "run", "-A", "bench/load/http_run.ts"] },
   { name: "echo_alloc", argv: ["deno", "run", "-A", "--v8-flags=--expose-gc", "bench/echo_alloc.ts"] },
+  {
+    name: "http_alloc",
+    argv: [
+      "deno",
+      "run",
+      "-A",
+      "--v8-flags=--expose-gc,--min-semi-space-size=64,--max-semi-space-size=64",
+      "bench/http_alloc.ts",
+    ],
+  },
   {
     name: "echo_idle_memory",
     argv: [

@@ -621,6 +621,55 @@ function renderEchoAlloc(d: Json): string {
   ].join("\n");
 }
 
+const HTTP_ALLOC_SERVER: Record<string, string> = { raw: "raw (`listenHttp()`)", serve: "`serve()`" };
+
+function renderHttpAlloc(d: Json): string {
+  const s = d.settings ?? {};
+  if (!Array.isArray(d.rows)) return renderGeneric(d);
+  const rows: Json[] = d.rows;
+  const sizes = [...new Set<number>(rows.map((r) => r.responseBytes).filter((x) => typeof x === "number"))];
+  const mib = typeof s.newSpaceBytes === "number" ? `${Math.round(s.newSpaceBytes / 2 ** 20)} MiB` : "a";
+  // serve() ÷ raw at the same loop mode and connection count.
+  const ratios = rows.flatMap((r) => {
+    if (r.server !== "serve") return [];
+    const raw = rows.find((x) => x.server === "raw" && x.mode === r.mode && x.conns === r.conns);
+    return raw && raw.bytesPerRequest > 0 ? [r.bytesPerRequest / raw.bytesPerRequest] : [];
+  });
+  return [
+    `Heap bytes allocated per \`GET /\` request on the server side, median (min–max) over ${
+      s.samples ?? "?"
+    } samples ` +
+    `of ${typeof s.requests === "number" ? int(s.requests) : "?"} keep-alive requests, each after a forced GC (and ` +
+    `${s.warmupBatches ?? "?"} warm-up batches). The clients are bare sockets on the same reactor, one request in ` +
+    `flight per connection${sizes.length === 1 ? ` (${sizes[0]}-byte responses)` : ""}, so the figure is the ` +
+    "server's alone. **raw**: `listenHttp()` answering `res.setHeaders(plain).end(HELLO)` (prepared headers, body " +
+    'bytes encoded once); **`serve()`**: `() => new Response("Hello, World!", { headers: { "content-type": ' +
+    `"text/plain" } })\`. The young generation holds ${mib} (\`--min-semi-space-size\`/\`--max-semi-space-size\`), ` +
+    "so no scavenge runs within a sample (watched with `node:v8`'s `GCProfiler`): a GC mid-sample makes `heapUsed` " +
+    "read low.",
+    "",
+    markdownTable(
+      columns(["server", "loop"], ["connections", "B/request median (min–max)", "requests/s in-process"]),
+      rows.map((r): Cell[] => [
+        HTTP_ALLOC_SERVER[r.server] ?? String(r.server),
+        MODE_TEXT[r.mode] ?? String(r.mode),
+        String(r.conns),
+        `${num(r.bytesPerRequest)} (${num(r.min)}–${num(r.max)})${r.gcDuringSamples ? " †" : ""}`,
+        typeof r.requestsPerSecond === "number" ? int(r.requestsPerSecond) : "—",
+      ]),
+      false,
+    ),
+    ...(rows.some((r) => r.gcDuringSamples) ? ["", "† a GC ran during some samples: those read low."] : []),
+    ...(ratios.length
+      ? [
+        "",
+        `\`serve()\` allocates ${range(spreadOf(ratios), times)} the raw API's bytes per request at the same loop ` +
+        "mode and connection count (median (min–max) over those pairs).",
+      ]
+      : []),
+  ].join("\n");
+}
+
 function renderIdleMemory(d: Json): string {
   const s = d.settings ?? {};
   if (!Array.isArray(d.samples)) return renderGeneric(d);
@@ -938,6 +987,14 @@ export const BENCHES: Bench[] = [
     about: "Heap allocated per echoed message, by fdloop's loop mode and connection count.",
     run: "deno run -A --v8-flags=--expose-gc bench/echo_alloc.ts",
     render: renderEchoAlloc,
+    optional: true,
+  },
+  {
+    key: "http_alloc",
+    title: "Allocation on the HTTP path",
+    about: "Heap allocated per HTTP request on the server side, by handler API, loop mode and connection count.",
+    run: "deno run -A --v8-flags=--expose-gc,--min-semi-space-size=64,--max-semi-space-size=64 bench/http_alloc.ts",
+    render: renderHttpAlloc,
     optional: true,
   },
   {

@@ -186,7 +186,7 @@ function profileRun(commit: string, servers: unknown[]) {
   };
 }
 
-/** Echo files in the shapes `bench/load/run.ts`, `bench/echo_alloc.ts` and `bench/load/idle_memory.ts` write, and two of no known shape. */
+/** Echo files in the shapes `bench/load/run.ts`, `bench/echo_alloc.ts` and `bench/load/idle_memory.ts` write, `bench/http_alloc.ts`'s, and two of no known shape. */
 function moreFixtures(): Record<string, unknown> {
   return {
     ...fixtures(),
@@ -238,6 +238,47 @@ function moreFixtures(): Record<string, unknown> {
           min: 1.4,
           max: 1.5,
           gcDuringSamples: 1,
+        },
+      ],
+    },
+    http_alloc: {
+      ...META,
+      command:
+        "deno run -A --v8-flags=--expose-gc,--min-semi-space-size=64,--max-semi-space-size=64 bench/http_alloc.ts",
+      settings: { requests: 5000, samples: 7, warmupBatches: 4, newSpaceBytes: 71811872 },
+      rows: [
+        {
+          server: "raw",
+          mode: "runOnce",
+          conns: 50,
+          bytesPerRequest: 124.5,
+          min: 120,
+          max: 130.25,
+          gcDuringSamples: 0,
+          requestsPerSecond: 61234.4,
+          responseBytes: 117,
+        },
+        {
+          server: "serve",
+          mode: "runOnce",
+          conns: 50,
+          bytesPerRequest: 1494,
+          min: 1400,
+          max: 1500,
+          gcDuringSamples: 0,
+          requestsPerSecond: 55000,
+          responseBytes: 117,
+        },
+        {
+          server: "serve",
+          mode: "run",
+          conns: 1,
+          bytesPerRequest: 5.2,
+          min: 4.9,
+          max: 6,
+          gcDuringSamples: 3,
+          requestsPerSecond: 40000,
+          responseBytes: 117,
         },
       ],
     },
@@ -420,6 +461,48 @@ Deno.test("`renderResults()` renders bytes per round trip per variant, and KiB p
   );
   assert.match(idle, /^\| node +\| +44,000 \| +88,000 \| +4\.85 \| 4\.80, 4\.90 \|$/m);
   assert.match(idle, /^- met: ≤ 2 KiB of RSS per idle connection/m);
+});
+
+Deno.test("`renderResults()` renders bytes per HTTP request per server, loop and connection count", () => {
+  const md = renderResults(moreFixtures());
+  const alloc = section(md, "Allocation on the HTTP path");
+  // After the echo allocation section, with the command that sets the new space's size (a list item, wrapped).
+  assert.ok(md.indexOf("## Allocation on the echo path") < md.indexOf("## Allocation on the HTTP path"));
+  const prose = alloc.replace(/\s+/g, " ");
+  assert.ok(
+    prose.includes(
+      "- **Command:** `deno run -A --v8-flags=--expose-gc,--min-semi-space-size=64,--max-semi-space-size=64 " +
+        "bench/http_alloc.ts` - **Data:**",
+    ),
+    alloc,
+  );
+  assert.match(alloc, /^- \*\*Data:\*\* \[`results\/http_alloc\.json`\]\(results\/http_alloc\.json\)$/m);
+  assert.match(prose, /median \(min–max\) over 7 samples of 5,000 keep-alive requests/);
+  assert.match(prose, /\(117-byte responses\)/);
+  assert.match(prose, /The young generation holds 68 MiB/);
+  assert.match(
+    alloc,
+    /^\| server +\| loop +\| connections \| B\/request median \(min–max\) \| requests\/s in-process \|$/m,
+  );
+  assert.match(
+    alloc,
+    /^\| raw \(`listenHttp\(\)`\) \| `runOnce\(\)` loop \| +50 \| +124\.5 \(120\.0–130\.3\) \| +61,234 \|$/m,
+  );
+  assert.match(alloc, /^\| `serve\(\)` +\| `runOnce\(\)` loop \| +50 \| +1494\.0 \(1400\.0–1500\.0\) \| +55,000 \|$/m);
+  // A row whose samples saw a GC is marked, and the mark explained.
+  assert.match(alloc, /^\| `serve\(\)` +\| `await run\(\)` +\| +1 \| +5\.2 \(4\.9–6\.0\) † \| +40,000 \|$/m);
+  assert.match(alloc, /^† a GC ran during some samples: those read low\.$/m);
+  // serve() ÷ raw only where both were measured: runOnce at 50 connections, 1494 / 124.5.
+  assert.match(prose, /`serve\(\)` allocates 12\.00× \(12\.00×–12\.00×\) the raw API's bytes per request/);
+  assert.doesNotMatch(alloc, /MISSED|met:/);
+
+  // No `rows` (an unknown shape): the generic table.
+  const files = moreFixtures();
+  files.http_alloc = { ...META, command: "deno run -A bench/http_alloc.ts", figures: [{ name: "x", bytes: 1 }] };
+  assert.match(section(renderResults(files), "Allocation on the HTTP path"), /^\| name \| bytes \|$/m);
+  // Optional: no section while the file is missing.
+  delete files.http_alloc;
+  assert.doesNotMatch(renderResults(files), /Allocation on the HTTP path/);
 });
 
 Deno.test("`renderResults()` renders the profile: categories before and after, top functions, the C floor", () => {
