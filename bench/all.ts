@@ -16,6 +16,7 @@
 
 import { parseArgs } from "node:util";
 import { paint, Progress, shellQuote } from "./_meta.ts";
+import { ALLOC_V8_FLAGS } from "./_alloc.ts";
 import { list, pinned, ROOT } from "./load/_proc.ts";
 
 /** The benchmarks in the order they run: name (as `--only` takes it) and the command, from the repository root. */
@@ -26,17 +27,8 @@ const STEPS: { name: string; argv: string[] }[] = [
   { name: "scaling", argv: ["deno", "run", "-A", "bench/scaling.ts"] },
   { name: "echo_load", argv: ["deno", "run", "-A", "bench/load/run.ts"] },
   { name: "http_load", argv: ["deno", "run", "-A", "bench/load/http_run.ts"] },
-  { name: "echo_alloc", argv: ["deno", "run", "-A", "--v8-flags=--expose-gc", "bench/echo_alloc.ts"] },
-  {
-    name: "http_alloc",
-    argv: [
-      "deno",
-      "run",
-      "-A",
-      "--v8-flags=--expose-gc,--min-semi-space-size=64,--max-semi-space-size=64",
-      "bench/http_alloc.ts",
-    ],
-  },
+  { name: "echo_alloc", argv: ["deno", "run", "-A", `--v8-flags=${ALLOC_V8_FLAGS}`, "bench/echo_alloc.ts"] },
+  { name: "http_alloc", argv: ["deno", "run", "-A", `--v8-flags=${ALLOC_V8_FLAGS}`, "bench/http_alloc.ts"] },
   {
     name: "echo_idle_memory",
     argv: [

@@ -61,7 +61,7 @@
 
 import { Session } from "node:inspector";
 import { parseArgs, promisify } from "node:util";
-import v8 from "node:v8";
+import { allocationGc, heapSample } from "./_alloc.ts";
 import { median, runMeta } from "./_meta.ts";
 import { writeResults } from "./results.ts";
 import { listenHttp, PreparedHeaders, serve } from "../http/mod.ts";
@@ -79,16 +79,7 @@ import {
   socket,
 } from "../ffi/mod.ts";
 
-/** The V8 flags the figures need (see the module doc). */
-const V8_FLAGS = "--expose-gc,--min-semi-space-size=64,--max-semi-space-size=64";
-/** Least new-space capacity accepted: a sample must fit in it with room to spare. */
-const MIN_NEW_SPACE = 32 * 1024 * 1024;
-
-const gc = (globalThis as { gc?: () => void }).gc;
-if (!gc) {
-  console.error(`run with --v8-flags=${V8_FLAGS}`);
-  Deno.exit(2);
-}
+const { gc, newSpaceBytes } = allocationGc();
 
 const SERVERS = ["raw", "serve"] as const;
 const MODES = ["runOnce", "runSync", "run"] as const;
@@ -132,18 +123,6 @@ const modes = pick(flags.modes, MODES, "modes");
 const connCounts = flags.conns.split(",").map(Number);
 if (!connCounts.every(positive)) {
   console.error("--conns: a comma-separated list of positive integers");
-  Deno.exit(2);
-}
-
-// A scavenge in a sample makes heapUsed read low: insist on a new space that holds a whole sample.
-gc();
-const newSpace = v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space");
-const newSpaceBytes = newSpace ? newSpace.space_size + newSpace.space_available_size : 0;
-if (newSpaceBytes < MIN_NEW_SPACE) {
-  console.error(
-    `the new space holds ${(newSpaceBytes / 2 ** 20).toFixed(1)} MiB: a scavenge would run within samples and ` +
-      `heapUsed read low. Run with --v8-flags=${V8_FLAGS}`,
-  );
   Deno.exit(2);
 }
 
@@ -377,7 +356,7 @@ async function sites(r: Rig, requests: number): Promise<Site[]> {
   const post = promisify(session.post.bind(session)) as (method: string, params?: object) => Promise<any>;
   try {
     await post("HeapProfiler.enable");
-    gc!();
+    gc();
     await post("HeapProfiler.startSampling", {
       samplingInterval: 64,
       includeObjectsCollectedByMajorGC: true,
@@ -460,17 +439,14 @@ for (const kind of servers) {
       const rates: number[] = [];
       let gcs = 0;
       for (let s = 0; s < SAMPLES; s++) {
-        gc!();
-        const watch = new v8.GCProfiler();
-        watch.start();
-        const before = Deno.memoryUsage().heapUsed;
-        const t0 = performance.now();
-        await r.batch(REQUESTS);
-        const ms = performance.now() - t0;
-        const delta = Deno.memoryUsage().heapUsed - before;
-        const seen = watch.stop()?.statistics.length ?? 0;
-        if (seen > 0 || delta < 0) gcs++;
-        perReq.push(delta / REQUESTS);
+        let ms = 0;
+        const sample = await heapSample(gc, async () => {
+          const t0 = performance.now();
+          await r.batch(REQUESTS);
+          ms = performance.now() - t0;
+        });
+        if (sample.gc) gcs++;
+        perReq.push(sample.bytes / REQUESTS);
         rates.push((REQUESTS / ms) * 1000);
       }
       if (flags.sites) siteLists.push({ server: kind, mode, conns, sites: await sites(r, REQUESTS) });

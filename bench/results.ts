@@ -26,6 +26,7 @@ import {
   spreadOf,
   type Style,
 } from "./_meta.ts";
+import { ALLOC_V8_FLAGS } from "./_alloc.ts";
 
 /** Where the benchmarks write their JSON. */
 export const RESULTS_DIR: URL = new URL("./results/", import.meta.url);
@@ -985,7 +986,7 @@ export const BENCHES: Bench[] = [
     key: "echo_alloc",
     title: "Allocation on the echo path",
     about: "Heap allocated per echoed message, by fdloop's loop mode and connection count.",
-    run: "deno run -A --v8-flags=--expose-gc bench/echo_alloc.ts",
+    run: `deno run -A --v8-flags=${ALLOC_V8_FLAGS} bench/echo_alloc.ts`,
     render: renderEchoAlloc,
     optional: true,
   },
@@ -993,7 +994,7 @@ export const BENCHES: Bench[] = [
     key: "http_alloc",
     title: "Allocation on the HTTP path",
     about: "Heap allocated per HTTP request on the server side, by handler API, loop mode and connection count.",
-    run: "deno run -A --v8-flags=--expose-gc,--min-semi-space-size=64,--max-semi-space-size=64 bench/http_alloc.ts",
+    run: `deno run -A --v8-flags=${ALLOC_V8_FLAGS} bench/http_alloc.ts`,
     render: renderHttpAlloc,
     optional: true,
   },
