@@ -35,22 +35,12 @@
  */
 
 import { parseArgs } from "node:util";
-import { allocationGc, heapSample } from "./_alloc.ts";
+import { allocationGc, heapSample, type LoopMode, PingPong, rawClients } from "./_alloc.ts";
 import { median, runMeta } from "./_meta.ts";
 import { writeResults } from "./results.ts";
 import { connect, type Connection, listen, type Server } from "../net/mod.ts";
 import { Reactor } from "../reactor/mod.ts";
-import {
-  AF_INET,
-  close,
-  connect as connectFd,
-  encodeSockaddr,
-  MSG_NOSIGNAL,
-  recv,
-  send,
-  SOCK_STREAM,
-  socket,
-} from "../ffi/mod.ts";
+import { close } from "../ffi/mod.ts";
 
 const { gc, newSpaceBytes } = allocationGc();
 
@@ -73,7 +63,7 @@ if (!(Number.isInteger(ROUND_TRIPS) && ROUND_TRIPS > 0 && Number.isInteger(SAMPL
 
 const message = new Uint8Array(SIZE).fill(0x61);
 
-type Mode = "runOnce" | "run" | "runSync";
+type Mode = LoopMode;
 type ClientKind = "raw" | "Connection";
 
 /** An echo server and `conns` clients on one reactor; `batch(n)` does n round trips in all. */
@@ -95,55 +85,26 @@ function rig(kind: ClientKind, mode: Mode, conns: number): Rig {
     conn.on("error", () => {});
   });
 
-  // Round trips still to start, and messages in flight.
-  let left = 0;
-  let inFlight = 0;
-  const finished = () => {
-    if (--inFlight === 0 && mode !== "runOnce") reactor.stop();
-  };
-
+  const pingPong = new PingPong(reactor, mode);
   const rawFds: number[] = [];
   const clients: Connection[] = [];
-  const starters: (() => void)[] = [];
   if (kind === "raw") {
-    const addr = encodeSockaddr({ host: "127.0.0.1", port: server.port });
-    const buf = new Uint8Array(64 * 1024);
-    for (let i = 0; i < conns; i++) {
-      const fd = socket(AF_INET, SOCK_STREAM);
-      connectFd(fd, addr.buf, addr.len, "the echo server");
-      rawFds.push(fd);
-      let got = 0;
-      reactor.addReader(fd, () => {
-        const n = recv(fd, buf);
-        if (n <= 0) return;
-        got += n;
-        if (got < SIZE) return;
-        got = 0;
-        if (left > 0) {
-          left--;
-          send(fd, message, SIZE, MSG_NOSIGNAL);
-        } else finished();
-      });
-      starters.push(() => send(fd, message, SIZE, MSG_NOSIGNAL));
-    }
+    rawFds.push(...rawClients(pingPong, server.port, conns, message, SIZE));
   } else {
     for (let i = 0; i < conns; i++) {
       const c = connect({ host: "127.0.0.1", port: server.port, reactor });
       clients.push(c);
+      const replied = pingPong.add(() => c.write(message));
       let got = 0;
       c.on("data", (chunk) => {
         got += chunk.byteLength;
         if (got < SIZE) return;
         got = 0;
-        if (left > 0) {
-          left--;
-          c.write(message);
-        } else finished();
+        replied();
       });
       c.on("error", (err) => {
         throw err;
       });
-      starters.push(() => c.write(message));
     }
   }
   for (let spins = 0; accepted < conns || clients.some((c) => c.connecting); spins++) {
@@ -152,20 +113,7 @@ function rig(kind: ClientKind, mode: Mode, conns: number): Rig {
   }
 
   return {
-    async batch(n: number): Promise<void> {
-      const first = Math.min(conns, n);
-      left = n - first;
-      inFlight = first;
-      for (let i = 0; i < first; i++) starters[i]();
-      if (mode === "runOnce") {
-        while (inFlight > 0) reactor.runOnce(100);
-      } else if (mode === "run") {
-        await reactor.run();
-      } else {
-        reactor.runSync();
-      }
-      if (inFlight !== 0) throw new Error(`${inFlight} messages still in flight`);
-    },
+    batch: (n) => pingPong.batch(n),
     async done(): Promise<void> {
       for (const fd of rawFds) {
         reactor.removeReader(fd);

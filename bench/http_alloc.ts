@@ -61,23 +61,13 @@
 
 import { Session } from "node:inspector";
 import { parseArgs, promisify } from "node:util";
-import { allocationGc, heapSample } from "./_alloc.ts";
+import { allocationGc, heapSample, PingPong, rawClients } from "./_alloc.ts";
 import { median, runMeta } from "./_meta.ts";
 import { writeResults } from "./results.ts";
 import { listenHttp, PreparedHeaders, serve } from "../http/mod.ts";
 import type { HttpServer } from "../http/mod.ts";
 import { Reactor } from "../reactor/mod.ts";
-import {
-  AF_INET,
-  close,
-  connect as connectFd,
-  encodeSockaddr,
-  MSG_NOSIGNAL,
-  recv,
-  send,
-  SOCK_STREAM,
-  socket,
-} from "../ffi/mod.ts";
+import { close } from "../ffi/mod.ts";
 
 const { gc, newSpaceBytes } = allocationGc();
 
@@ -167,66 +157,26 @@ function rig(kind: ServerKind, mode: Mode, conns: number): Rig {
   }
   const port = server.port; // serve(): the same as its addr.port
 
-  // Requests still to send, and requests in flight.
-  let left = 0;
-  let inFlight = 0;
+  const pingPong = new PingPong(reactor, mode);
   let responseBytes = 0;
-  const addr = encodeSockaddr({ host: "127.0.0.1", port });
-  const buf = new Uint8Array(64 * 1024);
-  const fds: number[] = [];
-  for (let i = 0; i < conns; i++) {
-    const fd = socket(AF_INET, SOCK_STREAM);
-    connectFd(fd, addr.buf, addr.len, "the HTTP server");
-    fds.push(fd);
-    let got = 0;
-    reactor.addReader(fd, () => {
-      const n = recv(fd, buf);
-      if (n < 0) return; // would block
-      if (n === 0) throw new Error(`the ${kind} server closed a connection`);
-      if (responseBytes === 0) {
-        // The first response of the rig: learn its length (it arrives whole on loopback).
-        responseBytes = responseLength(buf.subarray(0, n));
-        if (responseBytes !== n) {
-          throw new Error(`unexpected first response: ${new TextDecoder().decode(buf.subarray(0, n))}`);
-        }
-      }
-      got += n;
-      if (got < responseBytes) return;
-      if (got > responseBytes) throw new Error(`${got} bytes of response where ${responseBytes} were expected`);
-      got = 0;
-      if (left > 0) {
-        left--;
-        send(fd, REQUEST, REQUEST.byteLength, MSG_NOSIGNAL);
-      } else if (--inFlight === 0 && mode !== "runOnce") {
-        reactor.stop();
-      }
-    });
-  }
+  const fds = rawClients(pingPong, port, conns, REQUEST, (first) => {
+    // The rig's first response: learn its length (it arrives whole on loopback).
+    responseBytes = responseLength(first);
+    if (responseBytes !== first.byteLength) {
+      throw new Error(`unexpected first response: ${new TextDecoder().decode(first)}`);
+    }
+    return responseBytes;
+  });
   for (let spins = 0; server.connectionCount < conns; spins++) {
     if (spins > 1000) throw new Error(`only ${server.connectionCount} of ${conns} connections came up`);
     reactor.runOnce(10);
   }
 
-  const batch = async (n: number): Promise<void> => {
-    const first = Math.min(conns, n);
-    left = n - first;
-    inFlight = first;
-    for (let i = 0; i < first; i++) send(fds[i], REQUEST, REQUEST.byteLength, MSG_NOSIGNAL);
-    if (mode === "runOnce") {
-      while (inFlight > 0) reactor.runOnce(-1);
-    } else if (mode === "run") {
-      await reactor.run();
-    } else {
-      reactor.runSync();
-    }
-    if (inFlight !== 0) throw new Error(`${inFlight} requests still in flight`);
-  };
-
   return {
     get responseBytes() {
       return responseBytes;
     },
-    batch,
+    batch: (n) => pingPong.batch(n),
     async done(): Promise<void> {
       for (const fd of fds) {
         reactor.removeReader(fd);
