@@ -157,3 +157,33 @@ export function rawClients(
   }
   return fds;
 }
+
+/** What {@linkcode sampleBatches} measured: heap bytes per operation and operations per second, per sample. */
+export interface BatchSamples {
+  perOp: number[];
+  rates: number[];
+  /** Samples during which a GC ran (those read low). */
+  gcs: number;
+}
+
+/** Runs `samples` batches of `ops` operations, each after a forced GC, measuring each with {@linkcode heapSample}. */
+export async function sampleBatches(
+  gc: () => void,
+  batch: (ops: number) => Promise<void>,
+  ops: number,
+  samples: number,
+): Promise<BatchSamples> {
+  const out: BatchSamples = { perOp: [], rates: [], gcs: 0 };
+  for (let s = 0; s < samples; s++) {
+    let ms = 0;
+    const sample = await heapSample(gc, async () => {
+      const t0 = performance.now();
+      await batch(ops);
+      ms = performance.now() - t0;
+    });
+    if (sample.gc) out.gcs++;
+    out.perOp.push(sample.bytes / ops);
+    out.rates.push((ops / ms) * 1000);
+  }
+  return out;
+}

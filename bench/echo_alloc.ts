@@ -35,7 +35,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { allocationGc, heapSample, type LoopMode, PingPong, rawClients } from "./_alloc.ts";
+import { allocationGc, type LoopMode, PingPong, rawClients, sampleBatches } from "./_alloc.ts";
 import { median, runMeta } from "./_meta.ts";
 import { writeResults } from "./results.ts";
 import { connect, type Connection, listen, type Server } from "../net/mod.ts";
@@ -157,20 +157,8 @@ for (const kind of ["raw", "Connection"] as const) {
       const r = rig(kind, mode, conns);
       await r.batch(ROUND_TRIPS); // warm up: let V8 optimise the path
       await r.batch(ROUND_TRIPS);
-      const perRt: number[] = [];
-      let gcs = 0;
-      let rate = 0;
-      for (let s = 0; s < SAMPLES; s++) {
-        let ms = 0;
-        const sample = await heapSample(gc, async () => {
-          const t0 = performance.now();
-          await r.batch(ROUND_TRIPS);
-          ms = performance.now() - t0;
-        });
-        if (sample.gc) gcs++;
-        perRt.push(sample.bytes / ROUND_TRIPS);
-        rate = Math.max(rate, (ROUND_TRIPS / ms) * 1000);
-      }
+      const { perOp: perRt, rates, gcs } = await sampleBatches(gc, r.batch, ROUND_TRIPS, SAMPLES);
+      const rate = Math.max(...rates);
       await r.done();
       const row: Row = {
         client: kind,

@@ -61,7 +61,7 @@
 
 import { Session } from "node:inspector";
 import { parseArgs, promisify } from "node:util";
-import { allocationGc, heapSample, PingPong, rawClients } from "./_alloc.ts";
+import { allocationGc, PingPong, rawClients, sampleBatches } from "./_alloc.ts";
 import { median, runMeta } from "./_meta.ts";
 import { writeResults } from "./results.ts";
 import { listenHttp, PreparedHeaders, serve } from "../http/mod.ts";
@@ -385,20 +385,7 @@ for (const kind of servers) {
     for (const conns of connCounts) {
       const r = rig(kind, mode, conns);
       for (let i = 0; i < WARMUP; i++) await r.batch(REQUESTS); // warm up: let V8 optimise the path
-      const perReq: number[] = [];
-      const rates: number[] = [];
-      let gcs = 0;
-      for (let s = 0; s < SAMPLES; s++) {
-        let ms = 0;
-        const sample = await heapSample(gc, async () => {
-          const t0 = performance.now();
-          await r.batch(REQUESTS);
-          ms = performance.now() - t0;
-        });
-        if (sample.gc) gcs++;
-        perReq.push(sample.bytes / REQUESTS);
-        rates.push((REQUESTS / ms) * 1000);
-      }
+      const { perOp: perReq, rates, gcs } = await sampleBatches(gc, r.batch, REQUESTS, SAMPLES);
       if (flags.sites) siteLists.push({ server: kind, mode, conns, sites: await sites(r, REQUESTS) });
       const responseBytes = r.responseBytes;
       await r.done();
