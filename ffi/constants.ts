@@ -86,3 +86,6 @@ export const EFD_CLOEXEC = 0o2000000;
 
 // getrlimit(2)
 export const RLIMIT_NOFILE = 7;
+
+// clock_gettime(2)
+export const CLOCK_MONOTONIC = 1;

@@ -92,6 +92,8 @@ const symbols = {
   unlink: { parameters: ["buffer"], result: "i32" },
   // char *strerror(int errnum)
   strerror: { parameters: ["i32"], result: "pointer" },
+  // int clock_gettime(clockid_t clockid, struct timespec *tp)
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
   // int getrlimit(int resource, struct rlimit *rlim)
   getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
   // int setrlimit(int resource, const struct rlimit *rlim)

@@ -38,6 +38,9 @@ export const MSGHDR_SIZE = 56;
 /** Size of `struct rlimit` (`rlim_t rlim_cur; rlim_t rlim_max`, two 64-bit words). */
 export const RLIMIT_SIZE = 16;
 
+/** `sizeof(struct timespec)` on 64-bit Linux: `tv_sec` and `tv_nsec`, 8 bytes each. */
+export const TIMESPEC_SIZE = 16;
+
 /** Size of `struct sockaddr_in`. */
 export const SOCKADDR_IN_SIZE = 16;
 /** Size of `struct sockaddr_in6`. */

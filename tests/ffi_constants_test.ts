@@ -28,6 +28,7 @@ const HEADERS = [
   "errno.h",
   "sys/un.h",
   "sys/resource.h",
+  "time.h",
   "netdb.h",
   "stddef.h",
   "stdio.h",
@@ -56,6 +57,7 @@ const STRUCT_EXPRS: Record<string, string> = {
   UNIX_PATH_MAX: "sizeof(((struct sockaddr_un *)0)->sun_path) - 1",
   SOCKADDR_STORAGE_SIZE: "sizeof(struct sockaddr_storage)",
   RLIMIT_SIZE: "sizeof(struct rlimit)",
+  TIMESPEC_SIZE: "sizeof(struct timespec)",
 };
 
 /** Layout facts the code relies on without exporting a constant for them. */

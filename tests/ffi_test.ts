@@ -36,6 +36,7 @@ import {
   INTERRUPTED,
   IOVEC_SIZE,
   MAX_IO,
+  monotonicMs,
   O_NONBLOCK,
   OSError,
   osError,
@@ -81,6 +82,24 @@ function leakChecked(fn: (t: Deno.TestContext) => void | Promise<void>): (t: Den
 }
 
 // ---------------------------------------------------------------- OSError and errno
+
+Deno.test("`monotonicMs()` never goes back and advances as `performance.now()` does", async () => {
+  // Real clock on purpose. Both read CLOCK_MONOTONIC, so over a 30 ms sleep they advance alike,
+  // to within the reads' own spread (0.5 ms of slack for a loaded machine).
+  let last = monotonicMs();
+  for (let i = 0; i < 10_000; i++) {
+    const now = monotonicMs();
+    assert.ok(now >= last, `monotonicMs() went back from ${last} to ${now}`);
+    last = now;
+  }
+  const m0 = monotonicMs();
+  const p0 = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  const m1 = monotonicMs();
+  const p1 = performance.now();
+  assert.ok(p1 - p0 >= 29, `slept ${p1 - p0} ms`);
+  assert.ok(Math.abs((m1 - m0) - (p1 - p0)) < 0.5, `monotonicMs() moved ${m1 - m0} ms, performance.now() ${p1 - p0}`);
+});
 
 Deno.test("`bind()` on a used port throws an OSError naming the address, errno and call", () =>
   assertNoFdLeak(() => {
