@@ -21,7 +21,7 @@
  * @module
  */
 
-import type { HttpRequest, HttpResponse } from "./server.ts";
+import { headerFields, type HttpRequest, type HttpResponse } from "./server.ts";
 
 const NULL_BODY_METHODS = new Set(["GET", "HEAD"]);
 
@@ -61,7 +61,7 @@ export class LazyRequest {
       const req = this.#req;
       const target = this.#target = req.url;
       const host = req.header("host") || this.#hostname;
-      this.#url = target.startsWith("/") ? `http://${host}${target}` : target === "*" ? `http://${host}/` : target;
+      this.#url = absoluteTarget(host, target);
     }
     return this.#url;
   }
@@ -97,11 +97,7 @@ export class LazyRequest {
   seal(): void {
     if (this.#real !== null) return;
     void this.url;
-    if (this.#headers === null && this.#fields === null) {
-      const fields: string[] = [];
-      this.#req.forEachHeader((name, value) => fields.push(name, value));
-      this.#fields = fields;
-    }
+    if (this.#headers === null && this.#fields === null) this.#fields = headerFields(this.#req);
   }
 
   #abortController(): AbortController {
@@ -163,6 +159,21 @@ export class LazyRequest {
     }
     return this.#real;
   }
+}
+
+// The last URL made, by host and target: most requests to a server repeat one of a few, and the parser's strings
+// for them are cached, so comparing is cheap and a hit saves building a string per request.
+let lastHost = "";
+let lastTarget = "";
+let lastUrl = "";
+
+/** The absolute URL of `target` on `host` (as `Deno.serve` builds `req.url`). */
+function absoluteTarget(host: string, target: string): string {
+  if (host === lastHost && target === lastTarget) return lastUrl;
+  const url = target.startsWith("/") ? `http://${host}${target}` : target === "*" ? `http://${host}/` : target;
+  lastHost = host;
+  lastTarget = target;
+  return lastUrl = url;
 }
 
 /**

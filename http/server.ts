@@ -654,6 +654,22 @@ class Exchange implements HttpRequest, HttpResponse {
   }
 }
 
+/**
+ * The request's header fields as `[name, value, name, value, …]`, in one
+ * array of the exact size (for `serve()`'s lazy `Request`, which copies them
+ * when its handler returns).
+ */
+export function headerFields(req: HttpRequest): string[] {
+  const head = (req as Exchange).head;
+  const n = head.headerCount;
+  const fields = new Array<string>(2 * n);
+  for (let i = 0; i < n; i++) {
+    fields[2 * i] = head.headerName(i);
+    fields[2 * i + 1] = head.headerValue(i);
+  }
+  return fields;
+}
+
 /** Forgets what a response set before its head was sent (for `serve()`, which answers a failed response with a 500). */
 export function resetResponseHead(res: HttpResponse): void {
   if (res instanceof Exchange) res.resetHead();

@@ -75,6 +75,39 @@ Deno.test("a request kept past its handler still reads its own URL and headers a
   );
 });
 
+Deno.test("each served request gets the URL of its own Host and target, when they repeat and when they alternate", async () => {
+  // serve() reuses the last URL it built while the host and target stay the same: a change of either must show.
+  const urls: string[] = [];
+  const sent = [
+    ["a.test", "/x"],
+    ["a.test", "/x"],
+    ["a.test", "/y"],
+    ["b.test:8080", "/y"],
+    ["b.test:8080", "/y?q=1"],
+    ["a.test", "/x"],
+    ["b.test:8080", "*"],
+  ];
+  await withServer((req) => {
+    urls.push(req.url);
+    return new Response("ok");
+  }, async (_base, port) => {
+    const wire = sent.map(([host, target]) =>
+      `${target === "*" ? "OPTIONS" : "GET"} ${target} HTTP/1.1\r\nHost: ${host}\r\n\r\n`
+    ).join("");
+    const res = await rawRequest(port, wire, { until: (text) => text.split("HTTP/1.1 200").length > sent.length });
+    assert.equal(res.text.split("HTTP/1.1 200").length - 1, sent.length, res.text);
+  });
+  assert.deepEqual(urls, [
+    "http://a.test/x",
+    "http://a.test/x",
+    "http://a.test/y",
+    "http://b.test:8080/y",
+    "http://b.test:8080/y?q=1",
+    "http://a.test/x",
+    "http://b.test:8080/",
+  ]);
+});
+
 Deno.test("Deno's own code takes a served request: new Request(req), req.clone(), and a header set before that", async () => {
   let copies: unknown[] = [];
   await withServer((req) => {
