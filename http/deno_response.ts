@@ -42,6 +42,9 @@ const KIND_DEFAULT_TEXT = 1;
 const KIND_CONTENT_TYPE = 2;
 const DEFAULT_TEXT = "text/plain;charset=UTF-8";
 
+/** The one object {@linkcode plainResponse} returns: a response is written before the next one is read. */
+const plainParts: PlainResponse = { body: "", contentType: null };
+
 let keys: FastKeys | null = null;
 keys = findKeys();
 
@@ -73,7 +76,8 @@ function agrees(k: FastKeys): boolean {
     const saved = keys;
     keys = k;
     try {
-      return plainResponse(r);
+      const plain = plainResponse(r);
+      return plain === null ? null : { ...plain }; // a copy: the next call reuses the object
     } finally {
       keys = saved;
     }
@@ -100,6 +104,7 @@ function agrees(k: FastKeys): boolean {
  * The parts of `response` if it is plain (status 200, a string or bytes body
  * not yet read, no header but a content type), marking its body used as
  * reading it would; null otherwise, or when this Deno keeps no such fields.
+ * The object returned is the same on every call: use it before the next.
  */
 export function plainResponse(response: Response): PlainResponse | null {
   const k = keys;
@@ -115,7 +120,9 @@ export function plainResponse(response: Response): PlainResponse | null {
   else if (kind === KIND_CONTENT_TYPE && typeof r[k.type] === "string") contentType = r[k.type] as string;
   else return null;
   r[k.consumed] = true;
-  return { body, contentType };
+  plainParts.body = body;
+  plainParts.contentType = contentType;
+  return plainParts;
 }
 
 /** Whether the body is still unread, as Deno's own `bodyUsed` decides, without building the body `bodyUsed` would. */

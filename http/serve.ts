@@ -180,8 +180,10 @@ function send(res: HttpResponse, response: unknown, info: HandlerInfo, onError?:
     if (response instanceof Response) {
       const plain = plainResponse(response);
       if (plain !== null) {
+        const body = plain.body;
+        plain.body = ""; // the object is reused: it must not keep this body alive until the next response
         if (plain.contentType !== null) res.setHeaders(contentTypeHeader(plain.contentType));
-        res.end(plain.body);
+        res.end(body);
         info.complete();
         return;
       }
