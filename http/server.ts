@@ -695,7 +695,7 @@ function isBodiless(status: number): boolean {
  * each time it empties and allocates a new one on the next `push` (152 bytes
  * here): once per request on a keep-alive connection.
  */
-class Fifo<T> {
+export class Fifo<T> {
   #items: (T | undefined)[] = [];
   #head = 0;
   #size = 0;

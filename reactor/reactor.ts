@@ -630,7 +630,7 @@ export class Reactor {
     if (timeout === 0) return this.#selector.select(0);
     const ready = this.#poll();
     if (ready !== 0 || this.#stopping) return ready;
-    const start = this.#now;
+    const start = this.#clock(); // blockedMs counts the blocking wait, not the polls before it
     const n = this.#selector.select(timeout);
     this.#metrics.blockedMs += this.#updateTime() - start;
     return n;

@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import { type HttpHandler, type HttpRequest, type HttpResponse, PreparedHeaders } from "../http/mod.ts";
 import type { BackendName, Reactor } from "../reactor/mod.ts";
+import { Fifo } from "../http/server.ts";
 import { BACKENDS } from "./_helpers.ts";
+import { randomBytes } from "./_echo.ts";
 import { fetchText, httpTest, parseResponses, rawRequest } from "./_http.ts";
 
 const H = "Host: t\r\n";
@@ -76,6 +78,28 @@ const REJECTIONS: [string, string, number][] = [
   ["a URI over the limit", `GET /${"a".repeat(9000)} HTTP/1.1\r\n${H}\r\n`, 414],
   ["a body over the limit", `POST /echo HTTP/1.1\r\n${H}Content-Length: 999999999\r\n\r\n`, 413],
 ];
+
+Deno.test("the exchange queue (`Fifo`) keeps arrival order as an array would, through growth and wrap-around", () => {
+  // A connection's exchanges: pushed as requests arrive, shifted as responses finish, taken all on close.
+  const dice = randomBytes(20_000, 7); // a byte per step: push below 141, shift below 255, else take all
+  const fifo = new Fifo<number>();
+  const model: number[] = [];
+  let next = 0;
+  for (let step = 0; step < 20_000; step++) {
+    const r = dice[step];
+    if (r < 141) {
+      fifo.push(next);
+      model.push(next++);
+    } else if (r < 255) {
+      assert.equal(fifo.shift(), model.shift(), `shift at step ${step}`);
+    } else {
+      assert.deepEqual(fifo.takeAll(), model.splice(0), `takeAll at step ${step}`);
+    }
+    assert.equal(fifo.length, model.length, `length at step ${step}`);
+    assert.equal(fifo.first(), model[0], `first() at step ${step}`);
+  }
+  assert.ok(next > 5000, "the queue saw pushes");
+});
 
 Deno.test("`listenHttp()` rejects malformed and oversized requests with the right status, then closes", async (t) => {
   await httpTest("epoll", {}, routes, async ({ port }) => {
