@@ -61,7 +61,7 @@ export class LazyRequest {
       const req = this.#req;
       const target = this.#target = req.url;
       const host = req.header("host") || this.#hostname;
-      this.#url = absoluteTarget(host, target);
+      this.#url = requestUrl(host, target);
     }
     return this.#url;
   }
@@ -168,7 +168,7 @@ let lastTarget = "";
 let lastUrl = "";
 
 /** The absolute URL of `target` on `host` (as `Deno.serve` builds `req.url`). */
-function absoluteTarget(host: string, target: string): string {
+function requestUrl(host: string, target: string): string {
   if (host === lastHost && target === lastTarget) return lastUrl;
   const url = target.startsWith("/") ? `http://${host}${target}` : target === "*" ? `http://${host}/` : target;
   lastHost = host;

@@ -233,6 +233,7 @@ class Exchange implements HttpRequest, HttpResponse {
   pending: Uint8Array[] | null = null;
   /** Body reading and callbacks, made when first needed: most requests have no body and nobody waits on them. */
   #rare: ExchangeRare | null = null;
+  /** A complete response rendered by the engine (errors), written as is. */
   preset: Uint8Array | null = null;
 
   /** The handler set `Connection`. */
