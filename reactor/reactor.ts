@@ -187,8 +187,12 @@ export class Reactor {
   readonly #onError: (error: unknown, context: ErrorContext) => void;
   readonly #yieldMs: number;
   readonly #clock: () => number;
-  /** The loop's time, read from `#clock` at the points listed on {@linkcode Reactor.time}. */
-  #now: number;
+  /**
+   * The loop's time, read from `#clock` at the points listed on {@linkcode Reactor.time}.
+   * A number from the start (a field that starts `undefined` keeps its numbers boxed, and
+   * each store then allocates 16 bytes: once per loop iteration).
+   */
+  #now = 0;
   readonly #timers = new TimerHeap();
   #seq = 0;
   #soon: Timer[] = [];
