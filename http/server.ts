@@ -615,7 +615,7 @@ class Exchange implements HttpRequest, HttpResponse {
     const line = statusLine(status, minor); // throws for a bad status: nothing is sent, a 500 still can be
     this.#headersSent = true;
     out.put(line);
-    if (!this.#userDate) out.put(dateHeader(this.conn.server.reactor.time()));
+    if (!this.#userDate) out.put(dateHeader(this.conn.server.reactor));
     this.#flushExtraText();
     if (this.#first !== null) out.put(this.#first);
     const extra = this.#extra;
