@@ -60,6 +60,12 @@ export interface ServeServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/**
+ * `Response`, read once: Deno defines it on `globalThis` as an accessor, so a
+ * reference to the global calls a getter each time (twice per request here).
+ */
+const ResponseClass: typeof Response = Response;
+
 function defaultOnError(error: unknown): Response {
   console.error("fdloop serve: the handler failed:", error);
   return new Response("Internal Server Error", {
@@ -146,7 +152,7 @@ function respond(
     return;
   }
   request.seal();
-  if (result instanceof Response) {
+  if (result instanceof ResponseClass) {
     send(res, result, info, onError);
     return;
   }
@@ -164,7 +170,7 @@ function answerError(res: HttpResponse, err: unknown, info: HandlerInfo, onError
   } catch (err2) {
     return fail(res, err2, info);
   }
-  if (answer instanceof Response) return send(res, answer, info);
+  if (answer instanceof ResponseClass) return send(res, answer, info);
   Promise.resolve(answer).then((r) => send(res, r, info), (e) => fail(res, e, info));
 }
 
@@ -177,7 +183,7 @@ function answerError(res: HttpResponse, err: unknown, info: HandlerInfo, onError
  */
 function send(res: HttpResponse, response: unknown, info: HandlerInfo, onError?: ErrorHook): void {
   try {
-    if (response instanceof Response) {
+    if (response instanceof ResponseClass) {
       const plain = plainResponse(response);
       if (plain !== null) {
         const body = plain.body;
@@ -197,7 +203,7 @@ function send(res: HttpResponse, response: unknown, info: HandlerInfo, onError?:
     return;
   }
   const err = new TypeError(
-    response instanceof Response
+    response instanceof ResponseClass
       ? "The handler returned a Response whose body was already read"
       : `${onError === undefined ? "onError" : "The handler"} did not return a Response`,
   );
