@@ -744,6 +744,9 @@ export class Fifo<T> {
   }
 }
 
+/** The `error` listener of every connection: one function, not an empty closure per connection. */
+function ignoreError(): void {}
+
 /** The state of one HTTP connection: its parser, its queue of exchanges and its deadline. */
 class HttpConnection implements ParserHandler {
   readonly server: Engine;
@@ -777,7 +780,7 @@ class HttpConnection implements ParserHandler {
     conn.on("end", () => this.#onEnd());
     conn.on("drain", () => this.#onDrain());
     // A reset or vanished client ends only its own connection: there is nobody to tell.
-    conn.on("error", () => {});
+    conn.on("error", ignoreError);
     conn.on("close", () => this.#onClose());
     this.setDeadline(D_HEADER, server.headerTimeout);
   }
