@@ -603,7 +603,7 @@ export class Reactor {
   /** Waits off the JS thread (a wake-up through the eventfd ends it early). */
   async #park(timeout: number): Promise<number> {
     this.#parked = true;
-    const start = this.#now;
+    const start = this.#clock(); // blockedMs counts the wait, not the polls before it
     try {
       return await this.#selector.selectAsync(timeout);
     } finally {
@@ -629,7 +629,10 @@ export class Reactor {
       this.#wake();
     }, 0);
     try {
-      while (!fired && !this.#stopping) this.#runCallbacks(await this.#park(this.#timeout(-1)));
+      while (!fired && !this.#stopping) {
+        this.#updateTime(); // after the callbacks: the next timeout and the park's blocked time start now
+        this.#runCallbacks(await this.#park(this.#timeout(-1)));
+      }
     } finally {
       clearTimeout(timer);
     }

@@ -13,7 +13,7 @@
 
 import assert from "node:assert/strict";
 import { read, write } from "../ffi/mod.ts";
-import type { Reactor } from "../reactor/mod.ts";
+import { Reactor } from "../reactor/mod.ts";
 import { delay, expectRunToReturn, ONE, runBounded, testEveryBackend, turns, waitFor } from "./_reactor.ts";
 
 // ---------------------------------------------------------------- cooperating with Deno
@@ -167,6 +167,35 @@ testEveryBackend("`Reactor.stop()` from a Deno timer ends an idle `run()` prompt
   assert.equal(reactor.running, false);
   assert.ok(reactor.metrics.parks >= 1, "the loop parked while idle");
 });
+
+testEveryBackend(
+  "`Reactor.run()` counts in `blockedMs` only its waits, not callbacks run between the parks of a yield",
+  async ({ reactor }) => {
+    // Real clock on purpose: blockedMs is measured time. Timer callbacks that each busy-wait 3 ms keep the loop
+    // loaded, so it yields every 5 ms and serves them through parked waits; the waits and the busy time are
+    // disjoint, so together they cannot exceed the wall time (they did by ~25% when a park started its count
+    // at the time read before the callbacks). The 20 ms margin is for clock reads at the edges.
+    const r = new Reactor({ backend: reactor.selector.name, yieldIntervalMs: 5 });
+    let busy = 0;
+    r.callEvery(1, () => {
+      const t = performance.now();
+      while (performance.now() - t < 3) { /* busy */ }
+      busy += performance.now() - t;
+    });
+    const start = performance.now();
+    const stopper = setTimeout(() => r.stop(), 300);
+    try {
+      await runBounded(r, 5000, "busy timers under yields");
+    } finally {
+      clearTimeout(stopper);
+      r.close();
+    }
+    const wall = performance.now() - start;
+    const m = r.metrics;
+    assert.ok(m.yields >= 5, `${m.yields} yields`);
+    assert.ok(busy + m.blockedMs <= wall + 20, `busy ${busy} + blocked ${m.blockedMs} ms in ${wall} ms of wall time`);
+  },
+);
 
 testEveryBackend(
   "`Reactor.run()` with a `callSoon` chain that reschedules forever still lets a Deno timer stop it",
