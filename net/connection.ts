@@ -177,6 +177,17 @@ export interface CloseObserver {
  */
 export let observeClose: (conn: Connection, observer: CloseObserver) => void;
 
+/**
+ * Keeps `owner` (the state a layer above holds for `conn`, such as the HTTP
+ * engine's) on the connection, for {@linkcode ownerOf}: listeners run with
+ * the connection as `this`, so one function can find its owner instead of a
+ * closure per connection holding it. Internal to fdloop (not in `mod.ts`).
+ */
+export let setOwner: (conn: Connection, owner: object) => void;
+
+/** The owner {@linkcode setOwner} kept on `conn`, or null. */
+export let ownerOf: (conn: Connection) => object | null;
+
 // State bits of a connection (`#flags`).
 const F_NEED_DRAIN = 1;
 const F_CONNECTING = 2;
@@ -237,11 +248,16 @@ export class Connection extends Emitter<ConnectionEvents> {
   #rare: RareState | null = null;
   /** Told of the close before the `close` listeners (a `Server` keeping count), without a listener of its own. */
   #observer: CloseObserver | null = null;
+  #owner: object | null = null;
 
   static {
     observeClose = (conn, observer) => {
       conn.#observer = observer;
     };
+    setOwner = (conn, owner) => {
+      conn.#owner = owner;
+    };
+    ownerOf = (conn) => conn.#owner;
   }
 
   // One reader and one writer callback for every connection, finding it by fd: two closures per connection would
