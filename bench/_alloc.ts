@@ -53,7 +53,10 @@ export function allocationGc(): { gc: () => void; newSpaceBytes: number } {
 }
 
 /** One sample: heap bytes allocated by `work`, and whether a GC ran meanwhile (the figure then reads low). */
-export async function heapSample(gc: () => void, work: () => Promise<void>): Promise<{ bytes: number; gc: boolean }> {
+export async function heapSample(
+  gc: () => void,
+  work: () => void | Promise<void>,
+): Promise<{ bytes: number; gc: boolean }> {
   gc();
   const watch = new v8.GCProfiler();
   watch.start();
@@ -169,7 +172,7 @@ export interface BatchSamples {
 /** Runs `samples` batches of `ops` operations, each after a forced GC, measuring each with {@linkcode heapSample}. */
 export async function sampleBatches(
   gc: () => void,
-  batch: (ops: number) => Promise<void>,
+  batch: (ops: number) => void | Promise<void>,
   ops: number,
   samples: number,
 ): Promise<BatchSamples> {
@@ -186,4 +189,20 @@ export async function sampleBatches(
     out.rates.push((ops / ms) * 1000);
   }
   return out;
+}
+
+/**
+ * Runs `reactor` in turns of up to 10 ms until `done` settles (a server's
+ * `shutdown()` needs the loop to see its connections close); throws naming
+ * `what` after 1,000 turns.
+ */
+export async function runUntilSettled(reactor: Reactor, done: Promise<unknown>, what: string): Promise<void> {
+  let settled = false;
+  const settling = done.finally(() => settled = true);
+  for (let turns = 0; !settled; turns++) {
+    if (turns > 1000) throw new Error(`${what} did not finish`);
+    reactor.runOnce(10);
+    await Promise.resolve();
+  }
+  await settling;
 }

@@ -61,7 +61,7 @@
 
 import { Session } from "node:inspector";
 import { parseArgs, promisify } from "node:util";
-import { allocationGc, PingPong, rawClients, sampleBatches } from "./_alloc.ts";
+import { allocationGc, PingPong, rawClients, runUntilSettled, sampleBatches } from "./_alloc.ts";
 import { median, runMeta } from "./_meta.ts";
 import { writeResults } from "./results.ts";
 import { listenHttp, PreparedHeaders, serve } from "../http/mod.ts";
@@ -182,14 +182,7 @@ function rig(kind: ServerKind, mode: Mode, conns: number): Rig {
         reactor.removeReader(fd);
         close(fd);
       }
-      let finished = false;
-      const closing = shutdown().then(() => finished = true);
-      for (let spins = 0; !finished; spins++) {
-        if (spins > 1000) throw new Error(`the ${kind} server did not shut down`);
-        reactor.runOnce(10);
-        await Promise.resolve();
-      }
-      await closing;
+      await runUntilSettled(reactor, shutdown(), `the ${kind} server's shutdown`);
       reactor.close();
     },
   };

@@ -13,6 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { runUntilSettled } from "./_alloc.ts";
 import { listenHttp } from "../http/mod.ts";
 import { Reactor } from "../reactor/mod.ts";
 import { AF_INET, close, connect as connectFd, encodeSockaddr, SOCK_STREAM, socket } from "../ffi/mod.ts";
@@ -63,12 +64,5 @@ console.log(
 );
 
 for (const fd of fds) close(fd);
-let finished = false;
-const closing = server.shutdown().then(() => finished = true);
-for (let spins = 0; !finished; spins++) {
-  if (spins > 2000) throw new Error("the server did not shut down");
-  reactor.runOnce(5);
-  await Promise.resolve();
-}
-await closing;
+await runUntilSettled(reactor, server.shutdown(), "the server's shutdown");
 reactor.close();
