@@ -17,7 +17,8 @@
  *
  * Where RFC 9110/9112 leave the choice to the server:
  * - `Content-Length` repeated in several lines with the same value is accepted (as Go does); a list in one line
- *   (`5, 5`) is not plain digits: 400. Plain digits above 2^53 - 1 are over any body limit: 413.
+ *   (`5, 5`) is not plain digits: 400. Plain digits above 2^53 - 1 are over any body limit: 413 (two different
+ *   such values are still a 400).
  * - `Transfer-Encoding`: exactly one `chunked` (any case) is accepted; `chunked` twice (in one list or two lines) or
  *   an empty list element is a 400; any other coding (`gzip`, `gzip, chunked`, `chunked;q=1`) is a 501. In an
  *   HTTP/1.0 request it is a 400.
@@ -28,8 +29,11 @@
  * - Up to 4 empty lines before a request line are skipped (RFC 9112 §2.2); a fifth is a 400.
  * - Trailers are validated like header lines and dropped; they count toward `maxHeaders` and, with the head,
  *   toward `maxHeaderBytes` (431). Chunk extensions may total `maxHeaderBytes` per message, past that 413.
+ * - Chunk lines follow the grammar without its BWS (which senders must not generate, RFC 9110 §5.6.3): whitespace
+ *   anywhere in a chunk line (`5 `, `5 ;a=b`, `5; a = b`) is a 400, as is a bare LF or a bare CR.
  * - Header values decode as ISO-8859-1 (one char per byte), as `Headers` does.
- * - After a CONNECT or an `Upgrade`, the bytes are no longer HTTP: the server stops feeding the parser.
+ * - The parser does not know about CONNECT tunnels or `Upgrade`: after a `2xx` to a CONNECT or a `101`, the bytes
+ *   are no longer HTTP and the caller must stop feeding it.
  *
  * @example
  * ```ts
@@ -588,6 +592,7 @@ export class RequestParser {
   // Head semantics, gathered as fields are recorded.
   #clSeen = false;
   #cl = 0;
+  #clField = 0; // the index of the first Content-Length field
   #teSeen = false;
   #teChunked = 0;
   #teOther = false;
@@ -1194,9 +1199,28 @@ export class RequestParser {
       v = v * 10 + d;
     }
     if (v > Number.MAX_SAFE_INTEGER) v = Infinity; // too large for any limit: 413 when the head ends
-    if (this.#clSeen && v !== this.#cl) return this.#reject(400, "Differing Content-Length values");
+    if (this.#clSeen) {
+      // Past 2^53 every value is Infinity here: tell two of them apart by their digits.
+      if (v !== this.#cl || (v === Infinity && !this.#sameDigits(b, vs, ve))) {
+        return this.#reject(400, "Differing Content-Length values");
+      }
+      return true;
+    }
     this.#clSeen = true;
     this.#cl = v;
+    this.#clField = this.#head.headerCount - 1;
+    return true;
+  }
+
+  /** Whether the digits at `b[vs..ve)` are the same number as the first Content-Length's (leading zeros aside). */
+  #sameDigits(b: Uint8Array, vs: number, ve: number): boolean {
+    const off = this.#off;
+    let s = off[this.#clField * 4 + 2];
+    const e = off[this.#clField * 4 + 3];
+    while (s < e - 1 && b[s] === 0x30) s++;
+    while (vs < ve - 1 && b[vs] === 0x30) vs++;
+    if (e - s !== ve - vs) return false;
+    for (let i = 0; i < ve - vs; i++) if (b[s + i] !== b[vs + i]) return false;
     return true;
   }
 

@@ -170,6 +170,8 @@ const cork = new OutBuffer(64 * 1024);
 
 /** Body bytes kept for a handler that has not asked for the body yet, before reading pauses (as a reader's queue). */
 const EARLY_BODY_MAX = 64 * 1024;
+/** What a kept body piece costs on the heap beyond its bytes (a Uint8Array and its ArrayBuffer). */
+const CHUNK_COST = 256;
 const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
 const CHUNK_END = encoder.encode("0\r\n\r\n");
 const H_CONTENT_LENGTH = encoder.encode("Content-Length: ");
@@ -400,21 +402,19 @@ class Exchange implements HttpRequest, HttpResponse {
   }
 
   readAll(onBody: (body: Uint8Array) => void): void {
-    const parts: Uint8Array[] = [];
+    // One buffer, doubled as needed: a slice per chunk would cost ~200 B of heap per 1-byte chunk. It starts at the
+    // announced length up to 64 KiB: a client that announces 8 MiB and sends nothing does not get 8 MiB allocated.
+    let buf = new Uint8Array(Math.max(0, Math.min(this.head.contentLength, EARLY_BODY_MAX)));
     let size = 0;
     this.readBody((chunk) => {
-      parts.push(chunk.slice());
-      size += chunk.byteLength;
-    }, () => {
-      if (parts.length === 1) return onBody(parts[0]);
-      const all = new Uint8Array(size);
-      let at = 0;
-      for (const p of parts) {
-        all.set(p, at);
-        at += p.byteLength;
+      if (size + chunk.byteLength > buf.byteLength) {
+        const next = new Uint8Array(Math.max(size + chunk.byteLength, buf.byteLength * 2, 1024));
+        next.set(buf.subarray(0, size));
+        buf = next;
       }
-      onBody(all);
-    });
+      buf.set(chunk, size);
+      size += chunk.byteLength;
+    }, () => onBody(size === buf.byteLength ? buf : buf.subarray(0, size)));
   }
 
   /** A piece of the request body arrived (a view into the read buffer). */
@@ -425,7 +425,7 @@ class Exchange implements HttpRequest, HttpResponse {
     } else if (!this.#finished) {
       // Kept for a reader to come; past EARLY_BODY_MAX, reading pauses until it comes (or the response ends).
       (rare.bodyChunks ??= []).push(chunk.slice());
-      rare.earlyBytes += chunk.byteLength;
+      rare.earlyBytes += chunk.byteLength + CHUNK_COST; // a tiny chunk costs its object, not its bytes
       if (rare.earlyBytes >= EARLY_BODY_MAX) {
         this.#earlyPaused = true;
         this.conn.pauseBody(true);
@@ -826,6 +826,8 @@ class HttpConnection implements ParserHandler {
       if (this.#lingered > this.server.lingerBytes) this.conn.destroy();
       return;
     }
+    // Rejected already: the error response is queued behind earlier ones; the rest is not HTTP we will read.
+    if (this.parser.error !== 0) return;
     let status = 0;
     this.#corked = true;
     try {
@@ -862,6 +864,8 @@ class HttpConnection implements ParserHandler {
       ex.preset = EMPTY;
       return;
     }
+    // RFC 9112 §9.6: after a request with the "close" option, no further request is processed.
+    if (!head.keepAlive) this.#closing = true;
     this.server.dispatch(ex);
     // Keep the head's bytes past this read if anything may still look at it.
     if (!ex.finished || ex.hasBody) head.detach();
@@ -1050,6 +1054,12 @@ class HttpConnection implements ParserHandler {
     err.requestComplete = true;
     this.queue.push(err);
     this.#advance();
+    // Still behind a response in progress: stop reading what is no longer HTTP until the error goes out
+    // (the lingering close that follows reads and discards, bounded).
+    if (!this.#lingering && !this.conn.destroyed) {
+      this.#pipelinePaused = true;
+      this.#applyPause();
+    }
   }
 
   /** The sweep found the deadline passed. */
