@@ -53,12 +53,16 @@ interface PooledConnection {
   idleTimer: { cancel(): void } | null;
   /** Requests served: a reused connection that fails before answering is retried once on a fresh one. */
   served: number;
+  /** Set by `close()` while in use: closed when its exchange ends instead of kept. */
+  retire: boolean;
 }
 
 interface HostPool {
   idle: PooledConnection[];
   count: number;
   waiting: (() => void)[];
+  /** Every open connection, idle or in use. */
+  all: Set<PooledConnection>;
 }
 
 /**
@@ -118,9 +122,9 @@ export class HttpClient {
     }
     if (target.protocol !== "http:") throw new TypeError(`Cannot fetch ${target.href}: only http: URLs are supported`);
     options.signal?.throwIfAborted();
+    const ex = new ClientExchange(this.#pool, target, options); // checks the method and headers first
     const release = this.#ownLoop ? holdRunning(this.reactor) : () => {};
-    const ex = new ClientExchange(this.#pool, target, options, release);
-    return await ex.start();
+    return await ex.start(release);
   }
 
   /** Closes every idle connection; connections in use close when their exchange ends. */
@@ -152,9 +156,10 @@ class Pool {
     return n;
   }
 
-  /** Closes every idle connection. */
+  /** Closes every idle connection; those in use are closed when their exchange ends. */
   closeIdle(): void {
     for (const pool of this.#pools.values()) {
+      for (const pc of pool.all) pc.retire = true;
       for (const pc of pool.idle.splice(0)) {
         pc.idleTimer?.cancel();
         pc.conn.destroy();
@@ -162,29 +167,58 @@ class Pool {
     }
   }
 
-  /** A connection for `key`: an idle one, a new one, or (at the cap) the next one released. */
-  async acquire(host: string, port: number, connectTimeout: number, signal?: AbortSignal): Promise<PooledConnection> {
+  /**
+   * A connection for `key`: an idle one, a new one, or (at the cap) the next one released.
+   * Null when `gone()` (the exchange failed or was aborted) by the time a slot is free:
+   * the wake-up it was given is then passed on to the next waiter.
+   */
+  async acquire(
+    host: string,
+    port: number,
+    connectTimeout: number,
+    gone: () => boolean,
+  ): Promise<PooledConnection | null> {
     const key = `${host}:${port}`;
     let pool = this.#pools.get(key);
-    if (pool === undefined) this.#pools.set(key, pool = { idle: [], count: 0, waiting: [] });
+    if (pool === undefined) this.#pools.set(key, pool = { idle: [], count: 0, waiting: [], all: new Set() });
     for (;;) {
-      signal?.throwIfAborted();
       const idle = pool.idle.pop();
       if (idle !== undefined) {
         idle.idleTimer?.cancel();
         idle.idleTimer = null;
         if (!idle.conn.destroyed && !idle.conn.readableEnded) return idle;
-        continue; // closed by the server while idle: it already left the count
+        continue; // closed by the server while idle: #closed takes it out of the count
       }
       if (pool.count < this.#max) {
         pool.count++;
-        const conn = connect({ host, port, timeout: connectTimeout, reactor: this.reactor });
-        const pc: PooledConnection = { conn, key, active: null, idleTimer: null, served: 0 };
+        let conn: Connection;
+        try {
+          conn = connect({ host, port, timeout: connectTimeout, reactor: this.reactor });
+        } catch (err) {
+          // No connection was made (EMFILE, an fd the backend refuses …): give the slot back.
+          pool.count--;
+          pool.waiting.shift()?.();
+          throw err;
+        }
+        const pc: PooledConnection = { conn, key, active: null, idleTimer: null, served: 0, retire: false };
+        pool.all.add(pc);
         conn.on("close", (err) => this.#closed(pc, err));
         conn.on("error", () => {}); // passed on by "close" to the exchange using it
+        // One pair of listeners for the connection's life, passing bytes to the exchange using it.
+        // Bytes on an idle connection answer nothing we asked: the connection is out of step, close it.
+        conn.on("data", (chunk) => {
+          const ex = pc.active;
+          if (ex === null) conn.destroy();
+          else ex.receive(chunk);
+        });
+        conn.on("end", () => pc.active?.ended());
         return pc;
       }
       await new Promise<void>((resolve) => pool!.waiting.push(resolve));
+      if (gone()) {
+        pool.waiting.shift()?.();
+        return null;
+      }
     }
   }
 
@@ -193,7 +227,7 @@ class Pool {
     pc.active = null;
     pc.served++;
     const pool = this.#pools.get(pc.key)!;
-    if (!reusable || pc.conn.destroyed) {
+    if (!reusable || pc.retire || pc.conn.destroyed || pc.conn.readableEnded) {
       pc.conn.destroy();
       return; // #closed wakes a waiter
     }
@@ -206,6 +240,7 @@ class Pool {
     pc.idleTimer?.cancel();
     const pool = this.#pools.get(pc.key)!;
     pool.count--;
+    pool.all.delete(pc);
     const i = pool.idle.indexOf(pc);
     if (i >= 0) pool.idle.splice(i, 1);
     pc.active?.connectionClosed(error);
@@ -228,13 +263,23 @@ class ClientExchange {
   readonly #pool: Pool;
   readonly #url: URL;
   readonly #options: RequestOptions;
-  readonly #release: () => void;
+  #release: () => void = () => {};
+  /** The request head, blank line excluded, built (and checked) before connecting. */
+  readonly #headText: string;
+  /** The body as bytes, or null (none, or a stream). */
+  readonly #bytes: Uint8Array | null;
+  /** The request said `Connection: close`: the connection is not kept. */
+  readonly #requestClose: boolean;
+  /** Sending it twice does no more than sending it once: it may be retried. */
+  readonly #idempotent: boolean;
   #pc: PooledConnection | null = null;
   #resolve!: (r: Response) => void;
   #reject!: (e: unknown) => void;
   #settledHead = false;
   #finished = false;
   #controller: ReadableStreamDefaultController<Uint8Array> | null = null;
+  /** The reader of a stream request body while it is being sent; cancelled if the exchange ends first. */
+  #reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
   #state = R_HEAD;
   #head = new Uint8Array(0);
   #remaining = 0;
@@ -245,17 +290,56 @@ class ClientExchange {
   #retried = false;
   #gotBytes = false;
   #requestSent = false;
+  /** Bytes followed, in the same read, the point being parsed: past the end of a response they make it unusable. */
+  #more = false;
   readonly #onAbort = () => this.#fail(this.#options.signal?.reason ?? new DOMException("Aborted", "AbortError"));
 
-  constructor(pool: Pool, url: URL, options: RequestOptions, release: () => void) {
+  /** @throws {TypeError} for a method that is not a token or a header that is not valid. */
+  constructor(pool: Pool, url: URL, options: RequestOptions) {
     this.#pool = pool;
     this.#url = url;
     this.#options = options;
-    this.#release = release;
-    this.#isHead = (options.method ?? "GET").toUpperCase() === "HEAD";
+    const method = (options.method ?? "GET").toUpperCase();
+    if (!TOKEN_RE.test(method)) {
+      throw new TypeError(`Invalid method ${JSON.stringify(method)}: it must be a token (RFC 9110 §9.1)`);
+    }
+    this.#isHead = method === "HEAD";
+    this.#idempotent = IDEMPOTENT.has(method);
+    let head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n`;
+    let hasUserAccept = false;
+    let requestClose = false;
+    new Headers(options.headers).forEach((value, name) => {
+      checkHeader(name, value);
+      if (name === "host" || name === "content-length" || name === "transfer-encoding") return;
+      if (name === "accept") hasUserAccept = true;
+      if (name === "connection" && /(?:^|,)\s*close\s*(?:,|$)/i.test(value)) requestClose = true;
+      head += `${name}: ${value}\r\n`;
+    });
+    if (!hasUserAccept) head += "accept: */*\r\n";
+    this.#requestClose = requestClose;
+    const body = options.body ?? null;
+    if (body instanceof ReadableStream) {
+      this.#bytes = null;
+      head += "transfer-encoding: chunked\r\n";
+    } else {
+      const bytes = body === null
+        ? null
+        : typeof body === "string"
+        ? encoder.encode(body)
+        : body instanceof ArrayBuffer
+        ? new Uint8Array(body)
+        : body;
+      if (bytes !== null || method === "POST" || method === "PUT" || method === "PATCH") {
+        head += `content-length: ${bytes?.byteLength ?? 0}\r\n`;
+      }
+      this.#bytes = bytes;
+    }
+    this.#headText = head;
   }
 
-  start(): Promise<Response> {
+  /** Starts the exchange; `release` is called once it is over. */
+  start(release: () => void): Promise<Response> {
+    this.#release = release;
     const promise = new Promise<Response>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -275,13 +359,14 @@ class ClientExchange {
     const url = this.#url;
     const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
     const port = url.port === "" ? 80 : Number(url.port);
-    let pc: PooledConnection;
+    let pc: PooledConnection | null;
     try {
-      pc = await this.#pool.acquire(host, port, this.#options.connectTimeout ?? 10_000, this.#options.signal);
+      pc = await this.#pool.acquire(host, port, this.#options.connectTimeout ?? 10_000, () => this.#finished);
     } catch (err) {
       this.#fail(err);
       return;
     }
+    if (pc === null) return; // failed (aborted, timed out) while waiting for a slot
     if (this.#finished) {
       this.#pool.release(pc, !pc.conn.connecting && !pc.conn.destroyed);
       return;
@@ -291,8 +376,7 @@ class ClientExchange {
     this.#state = R_HEAD;
     this.#head = new Uint8Array(0);
     this.#gotBytes = false;
-    pc.conn.on("data", this.#onData);
-    pc.conn.on("end", this.#onEnd);
+    this.#requestSent = false;
     try {
       await this.#send(pc.conn);
     } catch (err) {
@@ -302,79 +386,70 @@ class ClientExchange {
 
   /** Writes the request head and body (a stream is sent chunked, waiting for `drain`). */
   async #send(conn: Connection): Promise<void> {
-    const o = this.#options;
-    const method = (o.method ?? "GET").toUpperCase();
-    const url = this.#url;
-    let head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n`;
-    let hasUserAccept = false;
-    new Headers(o.headers).forEach((value, name) => {
-      checkHeader(name, value);
-      if (name === "host" || name === "content-length" || name === "transfer-encoding") return;
-      if (name === "accept") hasUserAccept = true;
-      head += `${name}: ${value}\r\n`;
-    });
-    if (!hasUserAccept) head += "accept: */*\r\n";
-    const body = o.body ?? null;
+    const body = this.#options.body;
     if (body instanceof ReadableStream) {
-      conn.write(`${head}transfer-encoding: chunked\r\n\r\n`);
-      const reader = body.getReader();
+      conn.write(`${this.#headText}\r\n`);
+      const reader = this.#reader = body.getReader();
       for (;;) {
         const { done, value } = await reader.read();
-        if (this.#finished) {
-          void reader.cancel();
-          return;
-        }
+        if (this.#finished) return; // #cleanup cancelled the stream
         if (done) break;
         if (value.byteLength === 0) continue;
         const ok = conn.write(`${value.byteLength.toString(16)}\r\n`) && conn.write(value) && conn.write("\r\n");
-        if (!ok) await new Promise<void>((resolve) => conn.once("drain", resolve));
+        if (!ok) await drained(conn);
+        if (this.#finished) return;
       }
+      this.#reader = null;
       conn.write("0\r\n\r\n");
     } else {
-      const bytes = body === null
-        ? null
-        : typeof body === "string"
-        ? encoder.encode(body)
-        : body instanceof ArrayBuffer
-        ? new Uint8Array(body)
-        : body;
-      if (bytes !== null || method === "POST" || method === "PUT" || method === "PATCH") {
-        head += `content-length: ${bytes?.byteLength ?? 0}\r\n`;
+      const bytes = this.#bytes;
+      conn.write(`${this.#headText}\r\n`);
+      // In slices, waiting for drain: the connection refuses to queue more than its `maxWriteBuffer`.
+      for (let at = 0; bytes !== null && at < bytes.byteLength;) {
+        const end = Math.min(at + BODY_SLICE, bytes.byteLength);
+        const ok = conn.write(at === 0 && end === bytes.byteLength ? bytes : bytes.subarray(at, end));
+        at = end;
+        if (!ok && at < bytes.byteLength) {
+          await drained(conn);
+          if (this.#finished) return;
+        }
       }
-      conn.write(`${head}\r\n`);
-      if (bytes !== null && bytes.byteLength > 0) conn.write(bytes);
     }
     this.#requestSent = true;
   }
 
-  readonly #onData = (chunk: Uint8Array): void => {
+  /** Bytes of the response arrived (a reused view: copied when kept). */
+  receive(chunk: Uint8Array): void {
     this.#gotBytes = true;
     try {
       this.#parse(chunk);
     } catch (err) {
       this.#fail(err);
     }
-  };
+  }
 
-  readonly #onEnd = (): void => {
+  /** The server half-closed the connection. */
+  ended(): void {
     if (this.#state === R_CLOSE) {
       this.#complete(false);
     } else if (!this.#finished) {
       this.connectionClosed();
     }
-  };
+  }
 
   /** The connection closed under this exchange (with the error that closed it, if any). */
   connectionClosed(error?: Error): void {
     if (this.#finished) return;
-    if (this.#state === R_CLOSE) {
+    // A close-delimited body ends at the server's FIN, not at an error such as a reset.
+    if (this.#state === R_CLOSE && error === undefined) {
       this.#complete(false);
       return;
     }
     const pc = this.#pc;
-    // A reused connection the server closed before answering: try once more on a fresh one.
+    // A reused connection the server closed before answering: try once more on a fresh one, if the
+    // method is idempotent (RFC 9110 §9.2.2): the server may have acted on a POST before it closed.
     if (
-      pc !== null && pc.served > 0 && !this.#gotBytes && !this.#retried &&
+      pc !== null && pc.served > 0 && !this.#gotBytes && !this.#retried && this.#idempotent &&
       !(this.#options.body instanceof ReadableStream)
     ) {
       this.#retried = true;
@@ -401,7 +476,9 @@ class ClientExchange {
           const consumed = end - this.#head.length;
           this.#head = new Uint8Array(0);
           p += consumed;
-          this.#onHead(latin1.decode(joined.subarray(0, end - 4)));
+          this.#more = p < chunk.length;
+          // The terminator is CRLF CRLF, or (leniently, RFC 9112 §2.2) any mix with bare LFs: not always 4 bytes.
+          this.#onHead(latin1.decode(joined.subarray(0, end)).replace(/\r?\n\r?\n$/, ""));
           break;
         }
         case R_BODY: {
@@ -409,6 +486,7 @@ class ClientExchange {
           this.#deliver(chunk.subarray(p, p + n));
           p += n;
           this.#remaining -= n;
+          this.#more = p < chunk.length;
           if (this.#remaining === 0) this.#complete(this.#keepAlive);
           break;
         }
@@ -427,6 +505,7 @@ class ClientExchange {
           }
           p += nl + 1 - this.#head.length;
           this.#head = new Uint8Array(0);
+          this.#more = p < chunk.length;
           const line = latin1.decode(joined.subarray(0, nl)).replace(/\r$/, "");
           this.#chunkLine(line);
           break;
@@ -464,7 +543,7 @@ class ClientExchange {
   }
 
   #onHead(text: string): void {
-    const lines = text.split("\r\n");
+    const lines = text.split(/\r?\n/);
     const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]);
     if (m === null) throw new Error(`Bad status line in the response: ${JSON.stringify(lines[0].slice(0, 100))}`);
     const status = Number(m[2]);
@@ -477,9 +556,12 @@ class ClientExchange {
     if (status >= 100 && status < 200) return; // interim (100 Continue): the real head follows
     this.#status = status;
     const connection = headers.get("connection")?.toLowerCase() ?? "";
-    this.#keepAlive = m[1] === "1" ? !connection.includes("close") : connection.includes("keep-alive");
+    this.#keepAlive = !this.#requestClose &&
+      (m[1] === "1" ? !connection.includes("close") : connection.includes("keep-alive"));
     const te = headers.get("transfer-encoding");
     const cl = headers.get("content-length");
+    // Both framings: chunked wins, and the connection is not trusted afterwards (RFC 9112 §6.3).
+    if (te !== null && cl !== null) this.#keepAlive = false;
     const bodiless = this.#isHead || status === 204 || status === 304;
     let body: ReadableStream<Uint8Array> | null = null;
     if (!bodiless) {
@@ -526,7 +608,8 @@ class ClientExchange {
     try {
       this.#controller?.close();
     } catch { /* cancelled by the reader */ }
-    this.#cleanup(reusable && this.#requestSent);
+    // Bytes after the end of the response (in the same read) mean the framing is not what the server sent.
+    this.#cleanup(reusable && this.#requestSent && !this.#more);
   }
 
   /** Fails the exchange: rejects the response promise, or errors its body stream. */
@@ -539,26 +622,51 @@ class ClientExchange {
         this.#controller?.error(err);
       } catch { /* already closed */ }
     }
-    this.#cleanup(false);
+    this.#cleanup(false, err);
   }
 
   #detach(): void {
     const pc = this.#pc;
     if (pc === null) return;
-    pc.conn.off("data", this.#onData);
-    pc.conn.off("end", this.#onEnd);
     if (pc.conn.isPaused && !pc.conn.destroyed) pc.conn.resume();
     this.#pc = null;
   }
 
-  #cleanup(reusable: boolean): void {
+  #cleanup(reusable: boolean, reason?: unknown): void {
     this.#timer?.cancel();
     this.#options.signal?.removeEventListener("abort", this.#onAbort);
+    // A request body still being sent (the response came first, or the exchange failed): stop reading it.
+    const reader = this.#reader;
+    this.#reader = null;
+    reader?.cancel(reason).catch(() => {});
     const pc = this.#pc;
     this.#detach();
     if (pc !== null) this.#pool.release(pc, reusable);
     this.#release();
   }
+}
+
+/** Methods whose requests may be sent again after a connection failed under them (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/** A method, like a header name, is a token (RFC 9110 §5.6.2). */
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** A byte body is queued in slices of this size, each once the previous ones drained. */
+const BODY_SLICE = 1024 * 1024;
+
+/** Resolves on the connection's next `drain`, or when it closes. */
+function drained(conn: Connection): Promise<void> {
+  if (conn.destroyed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      conn.off("drain", done);
+      conn.off("close", done);
+      resolve();
+    };
+    conn.on("drain", done);
+    conn.on("close", done);
+  });
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

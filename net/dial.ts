@@ -50,15 +50,15 @@ export function dialHost(reactor: Reactor, host: string, port: number): Dial {
       if (cancelled) break;
       const what = `${formatHostPort(host, port)} (${formatHostPort(addr.address, port)})`;
       try {
+        // `track` hears of the socket while its connect is in progress, and of -1 the moment the attempt settles
+        // (in the reactor's callback, before the promise runs on): a cancel() in between must not close it again.
         const fd = await attempt(reactor, addr.address, port, what, (fd) => current = fd);
-        current = -1;
         if (cancelled) {
           closeFd(fd);
           break;
         }
         return fd;
       } catch (err) {
-        current = -1;
         if (!(err instanceof OSError)) throw err;
         last = err;
       }
@@ -76,13 +76,16 @@ export function dialHost(reactor: Reactor, host: string, port: number): Dial {
   };
 }
 
-/** One non-blocking connect to `address:port`: resolves with the socket once connected. */
+/**
+ * One non-blocking connect to `address:port`: resolves with the socket once connected.
+ * `track(fd)` is called while the connect is in progress, `track(-1)` as soon as it is over.
+ */
 function attempt(
   reactor: Reactor,
   address: string,
   port: number,
   what: string,
-  started: (fd: number) => void,
+  track: (fd: number) => void,
 ): Promise<number> {
   const sa = encodeSockaddr({ host: address, port });
   const fd = socket(sa.family, SOCK_STREAM);
@@ -92,10 +95,11 @@ function attempt(
     closeFd(fd);
     return Promise.reject(err);
   }
-  started(fd);
+  track(fd);
   return new Promise<number>((resolve, reject) => {
     reactor.addWriter(fd, () => {
       reactor.removeWriter(fd);
+      track(-1); // from here on the socket is this callback's to close or hand over, not cancel()'s
       let err: number;
       try {
         err = socketError(fd);
