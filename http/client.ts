@@ -553,7 +553,11 @@ class ClientExchange {
       if (colon <= 0) throw new Error(`Bad header line in the response: ${JSON.stringify(lines[i].slice(0, 100))}`);
       headers.append(lines[i].slice(0, colon).trim(), lines[i].slice(colon + 1).trim());
     }
-    if (status >= 100 && status < 200) return; // interim (100 Continue): the real head follows
+    if (status === 101) {
+      // The connection now speaks another protocol: no HTTP answer follows on it.
+      throw new Error(`${this.#url.host} switched protocols (101); the client does not support Upgrade`);
+    }
+    if (status >= 100 && status < 200) return; // interim (100 Continue, 103 Early Hints): the real head follows
     this.#status = status;
     const connection = headers.get("connection")?.toLowerCase() ?? "";
     this.#keepAlive = !this.#requestClose &&

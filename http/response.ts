@@ -117,16 +117,21 @@ const statusLines11: (Uint8Array | undefined)[] = [];
 const statusLines10: (Uint8Array | undefined)[] = [];
 
 /**
- * `HTTP/1.1 200 OK\r\n` (or `HTTP/1.0 …`), built once per status.
+ * `HTTP/1.1 200 OK\r\n` (or `HTTP/1.0 …`), built once per status: the line
+ * of a final response.
  *
- * @throws {RangeError} for a status outside 100–599.
+ * @throws {RangeError} for a status outside 200–599. A 1xx is interim: a
+ * client waits on for the final response, so one sent as the answer would
+ * make it take the next request's answer for this one's (the engine sends
+ * `100 Continue` itself), and a `101` would switch the connection to a
+ * protocol the engine does not speak.
  */
 export function statusLine(status: number, minor: number): Uint8Array {
   const cache = minor === 0 ? statusLines10 : statusLines11;
   const hit = cache[status];
   if (hit !== undefined) return hit;
-  if (!Number.isInteger(status) || status < 100 || status > 599) {
-    throw new RangeError(`Status must be an integer from 100 to 599, got ${status}`);
+  if (!Number.isInteger(status) || status < 200 || status > 599) {
+    throw new RangeError(`Status must be a final status, an integer from 200 to 599, got ${status}`);
   }
   const line = encoder.encode(`HTTP/1.${minor === 0 ? 0 : 1} ${status} ${reasonPhrase(status)}\r\n`);
   cache[status] = line;

@@ -131,7 +131,11 @@ export interface HttpRequest {
 
 /** The response side of an exchange. */
 export interface HttpResponse {
-  /** The status (default 200). */
+  /**
+   * The status (default 200): a final one, 200–599. Writing the head (`end()`,
+   * the first `write()`) with another throws a `RangeError`: a 1xx would leave
+   * the client waiting for the real answer (`100 Continue` is the engine's).
+   */
   status: number;
   /** Adds a header line (validated: a CR or LF in it throws a `TypeError`). */
   setHeader(name: string, value: string): this;
@@ -335,7 +339,10 @@ class Exchange implements HttpRequest, HttpResponse {
     this.head = head;
     let bits = 0;
     if (!head.keepAlive) bits |= X_CLOSE_AFTER;
-    if (head.method() === "HEAD") bits |= X_IS_HEAD;
+    const method = head.method();
+    if (method === "HEAD") bits |= X_IS_HEAD;
+    // After a CONNECT the client's bytes are a tunnel, which this engine does not make: close after the answer.
+    else if (method === "CONNECT") bits |= X_CLOSE_AFTER;
     if (!(head.chunked || head.contentLength > 0)) bits |= X_REQUEST_COMPLETE;
     this.#bits = bits;
   }
@@ -864,8 +871,8 @@ class HttpConnection implements ParserHandler {
       ex.preset = EMPTY;
       return;
     }
-    // RFC 9112 §9.6: after a request with the "close" option, no further request is processed.
-    if (!head.keepAlive) this.#closing = true;
+    // RFC 9112 §9.6: after a request with the "close" option (or a CONNECT), no further request is processed.
+    if (ex.closeAfter) this.#closing = true;
     this.server.dispatch(ex);
     // Keep the head's bytes past this read if anything may still look at it.
     if (!ex.finished || ex.hasBody) head.detach();

@@ -465,6 +465,18 @@ Deno.test("`HttpClient` response side: framing, truncation, interim responses", 
     });
   });
 
+  await t.step("a 101 fails the request at once and closes the connection (no Upgrade support)", async () => {
+    await rawTest({
+      client: { idleTimeout: 60_000 },
+      onRequest: (req) =>
+        req.conn.write("HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n"),
+    }, async ({ client, base, closed }) => {
+      await assert.rejects(client.request(`${base}/`), /switched protocols \(101\)/);
+      await until(() => closed() === 1, "the client to close the switched connection", 2000);
+      assert.equal(client.connectionCount, 0);
+    });
+  });
+
   await t.step("Connection: close in the response closes the connection afterwards", async () => {
     await rawTest({
       onRequest: (req) => req.conn.write(ok("bye", "connection: close\r\n")),

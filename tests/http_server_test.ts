@@ -229,6 +229,36 @@ for (const backend of BACKENDS) {
       assert.equal(handlerErrors.length, 1);
     }));
 
+  test("refuses a 1xx as a handler's answer: the client gets a 500, not an interim line it would wait past", (b) =>
+    httpTest(b, {}, ({ reactor }) => (req, res) => {
+      if (req.path !== "/interim") return routes({ reactor })(req, res);
+      res.status = Number(req.query.slice(2));
+      res.end("too early");
+    }, async ({ port, handlerErrors }) => {
+      const r = await rawRequest(
+        port,
+        `GET /interim?s=103 HTTP/1.1\r\n${H}\r\nGET /interim?s=101 HTTP/1.1\r\n${H}\r\n` +
+          `GET / HTTP/1.1\r\n${H}Connection: close\r\n\r\n`,
+      );
+      assert.deepEqual(parseResponses(r.text).map((x) => x.status), [500, 500, 200]);
+      assert.equal(handlerErrors.length, 2);
+      assert.match(String(handlerErrors[0]), /final status/);
+    }));
+
+  test("answers a CONNECT, then closes: the tunnel's bytes after it are not read as requests", (b) =>
+    httpTest(b, {}, ({ reactor }) => (req, res) => {
+      if (req.method !== "CONNECT") return routes({ reactor })(req, res);
+      reactor.callLater(20, () => res.end()); // the tunnel's bytes arrive before the answer
+    }, async ({ port }) => {
+      const r = await rawRequest(port, [
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        "\x16\x03\x01 not HTTP\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n",
+      ]);
+      const responses = parseResponses(r.text);
+      assert.deepEqual(responses.map((x) => [x.status, x.headers.get("connection")]), [[200, "close"]]);
+      assert.equal(r.closed, true);
+    }));
+
   test("closes an idle keep-alive connection after idleTimeout", (b) =>
     httpTest(b, { idleTimeout: 100 }, routes, async ({ port }) => {
       const r = await rawRequest(port, `GET / HTTP/1.1\r\n${H}\r\n`, { timeoutMs: 3000 });
