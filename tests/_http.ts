@@ -7,8 +7,9 @@
  */
 
 import { type HttpHandler, type HttpServer, type HttpServerOptions, listenHttp } from "../http/mod.ts";
-import { type BackendName, type ErrorContext, Reactor } from "../reactor/mod.ts";
+import type { BackendName, Reactor } from "../reactor/mod.ts";
 import { assertNoFdLeak } from "./_helpers.ts";
+import { assertNoErrors, newReactor, stopAndClose } from "./_reactor.ts";
 
 /** What an HTTP test body gets. */
 export interface HttpContext {
@@ -31,8 +32,7 @@ export async function httpTest(
   body: (ctx: HttpContext) => Promise<void>,
 ): Promise<void> {
   await assertNoFdLeak(async () => {
-    const reported: { error: unknown; context: ErrorContext }[] = [];
-    const reactor = new Reactor({ backend, onError: (error, context) => reported.push({ error, context }) });
+    const { reactor, errors } = newReactor(backend);
     const handlerErrors: unknown[] = [];
     const server = listenHttp(
       { onError: (err) => handlerErrors.push(err), ...options, port: 0, reactor },
@@ -43,16 +43,9 @@ export async function httpTest(
       await body({ reactor, server, port: server.port, handlerErrors });
     } finally {
       await server.shutdown(1000);
-      reactor.stop();
-      await running;
-      for (let i = 0; i < 3; i++) reactor.runOnce(0);
-      reactor.close();
+      await stopAndClose(reactor, running);
     }
-    if (reported.length > 0) {
-      throw new Error(`the reactor reported ${reported.length} error(s); the first: ${reported[0].error}`, {
-        cause: reported[0].error,
-      });
-    }
+    assertNoErrors(errors);
   });
 }
 

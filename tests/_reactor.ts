@@ -46,6 +46,17 @@ export function assertNoErrors(errors: Reported[]): void {
   throw new Error(`${errors.length} callback error(s), the first in the ${where}: ${error}`, { cause: error });
 }
 
+/**
+ * Stops a reactor running in the background (`running` is what its `run()`
+ * returned), lets it flush the closes it still owes, and closes it.
+ */
+export async function stopAndClose(reactor: Reactor, running: Promise<void>): Promise<void> {
+  reactor.stop();
+  await running;
+  for (let i = 0; i < 3; i++) reactor.runOnce(0);
+  reactor.close();
+}
+
 // ---------------------------------------------------------------- the harness
 
 /**

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { HttpClient, type HttpClientOptions } from "../http/mod.ts";
 import { type Connection, listen, type Server } from "../net/mod.ts";
-import { type BackendName, type ErrorContext, Reactor } from "../reactor/mod.ts";
+import { type BackendName, Reactor } from "../reactor/mod.ts";
 import {
   close as closeFd,
   dupAtLeast,
@@ -26,6 +26,7 @@ import {
 import { dialHost } from "../net/dial.ts";
 import { assertNoFdLeak, tcpListener, waitFd } from "./_helpers.ts";
 import { turns, until } from "./_net.ts";
+import { assertNoErrors, newReactor, stopAndClose } from "./_reactor.ts";
 
 const latin1 = new TextDecoder("latin1");
 
@@ -107,11 +108,7 @@ async function rawTest(
   body: (ctx: RawContext) => Promise<void>,
 ): Promise<void> {
   await assertNoFdLeak(async () => {
-    const reported: { error: unknown; context: ErrorContext }[] = [];
-    const reactor = new Reactor({
-      backend: options.backend,
-      onError: (error, context) => reported.push({ error, context }),
-    });
+    const { reactor, errors } = newReactor(options.backend ?? "epoll");
     let accepted = 0;
     let closed = 0;
     const requests: RawRequest[] = [];
@@ -143,16 +140,9 @@ async function rawTest(
       client.close();
       await server.close({ closeConnections: true });
       await turns(reactor, 3);
-      reactor.stop();
-      await running;
-      for (let i = 0; i < 3; i++) reactor.runOnce(0);
-      reactor.close();
+      await stopAndClose(reactor, running);
     }
-    if (reported.length > 0) {
-      throw new Error(`the reactor reported ${reported.length} error(s); the first: ${reported[0].error}`, {
-        cause: reported[0].error,
-      });
-    }
+    assertNoErrors(errors);
   });
 }
 

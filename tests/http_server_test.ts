@@ -259,6 +259,13 @@ for (const backend of BACKENDS) {
       assert.equal(r.closed, true);
     }));
 
+  test("a rejection waiting behind a slow response gets no second error when the header timeout passes", (b) =>
+    httpTest(b, { headerTimeout: 50 }, routes, async ({ port }) => {
+      const r = await rawRequest(port, `GET /sleep?ms=300 HTTP/1.1\r\n${H}\r\nGET / HTTP/1.1\r\nBad Header\r\n\r\n`);
+      assert.deepEqual(r.statuses, [200, 400]);
+      assert.equal(r.closed, true);
+    }));
+
   test("closes an idle keep-alive connection after idleTimeout", (b) =>
     httpTest(b, { idleTimeout: 100 }, routes, async ({ port }) => {
       const r = await rawRequest(port, `GET / HTTP/1.1\r\n${H}\r\n`, { timeoutMs: 3000 });
