@@ -151,6 +151,8 @@ interface RareState {
   writableStream: WritableStream<Uint8Array> | undefined;
   local: SocketAddress | undefined;
   remote: SocketAddress | undefined;
+  /** Socket options set while a name is dialled (no socket yet): level, name, value, … applied once it exists. */
+  pendingOptions: number[] | null;
 }
 
 function newRareState(): RareState {
@@ -162,6 +164,7 @@ function newRareState(): RareState {
     writableStream: undefined,
     local: undefined,
     remote: undefined,
+    pendingOptions: null,
   };
 }
 
@@ -627,12 +630,28 @@ export class Connection extends Emitter<ConnectionEvents> {
         this.reactor.reportError(err, { source: "transport", fd });
       }
     }
-    soon(this.reactor, () => {
-      // The observer (a Server) first, as its close listener used to be: listeners see the server without it.
+    soon(this.reactor, () => this.#emitClose(error));
+  }
+
+  /**
+   * Tells the observer, then emits `error` (if any) and `close`: `close` comes even if what runs before it throws
+   * (reported to `onError`), so it is never lost.
+   */
+  #emitClose(error: Error | undefined): void {
+    // The observer (a Server) first, as its close listener used to be: listeners see the server without it.
+    try {
       this.#observer?.connectionClosed(this);
-      if (error) this.emit("error", error);
-      this.emit("close", error);
-    });
+    } catch (err) {
+      this.reactor.reportError(err, { source: "callSoon", fd: this.#fdForReports });
+    }
+    if (error) {
+      try {
+        this.emit("error", error);
+      } catch (err) {
+        this.reactor.reportError(err, { source: "callSoon", fd: this.#fdForReports });
+      }
+    }
+    this.emit("close", error);
   }
 
   /** An `error` nobody listens for goes to the reactor's `onError`, naming the fd. */
@@ -660,17 +679,29 @@ export class Connection extends Emitter<ConnectionEvents> {
     return this.#paused;
   }
 
-  /** Sets `TCP_NODELAY` (disables Nagle's algorithm). TCP only. */
+  /**
+   * Sets `TCP_NODELAY` (disables Nagle's algorithm). TCP only. While a host name is being dialled (no socket yet)
+   * it applies once the socket exists; once closed it does nothing.
+   */
   setNoDelay(on = true): this {
-    setSockOptInt(this.#fd, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
+    this.#setOption(IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
     return this;
   }
 
-  /** Sets `SO_KEEPALIVE`, and `TCP_KEEPIDLE` (seconds, rounded up) when `initialDelayMs` > 0. TCP only. */
+  /**
+   * Sets `SO_KEEPALIVE`, and `TCP_KEEPIDLE` (seconds, rounded up) when `initialDelayMs` > 0. TCP only. Like
+   * {@linkcode Connection.setNoDelay}, it waits for the socket of a name being dialled and does nothing once closed.
+   */
   setKeepAlive(on = true, initialDelayMs = 0): this {
-    setSockOptInt(this.#fd, SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0);
-    if (on && initialDelayMs > 0) setSockOptInt(this.#fd, IPPROTO_TCP, TCP_KEEPIDLE, Math.ceil(initialDelayMs / 1000));
+    this.#setOption(SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0);
+    if (on && initialDelayMs > 0) this.#setOption(IPPROTO_TCP, TCP_KEEPIDLE, Math.ceil(initialDelayMs / 1000));
     return this;
+  }
+
+  /** `setsockopt` now, or once the socket of a name being dialled exists; nothing once closed. */
+  #setOption(level: number, name: number, value: number): void {
+    if (this.#fd >= 0) setSockOptInt(this.#fd, level, name, value);
+    else if (!this.#destroyed) ((this.#rare ??= newRareState()).pendingOptions ??= []).push(level, name, value);
   }
 
   /**
@@ -734,7 +765,12 @@ export class Connection extends Emitter<ConnectionEvents> {
     });
   }
 
-  /** Waits for the socket of a connection made before it had one; adopts it as connected. */
+  /**
+   * Waits for the socket of a connection made before it had one, then adopts it as a connect in progress is: the
+   * writable callback completes it (`connect`, queued writes, the FIN), so a throwing `connect` listener goes to
+   * `onError` like any callback's exception, never into a promise nobody awaits, and a socket the reactor refuses
+   * (select: fd ≥ FD_SETSIZE) destroys the connection instead of leaving it open and deaf.
+   */
   #awaitSocket(socket: { promise: Promise<number>; cancel(): void }): void {
     this.#dialing = socket;
     socket.promise.then((fd) => {
@@ -745,20 +781,41 @@ export class Connection extends Emitter<ConnectionEvents> {
       }
       this.#fd = this.#fdForReports = fd;
       this.#own(fd);
-      this.#connected();
+      try {
+        const options = this.#rare?.pendingOptions;
+        if (options) {
+          this.#rare!.pendingOptions = null;
+          for (let i = 0; i < options.length; i += 3) setSockOptInt(fd, options[i], options[i + 1], options[i + 2]);
+        }
+        this.reactor.addWriter(fd, Connection.#onWritable);
+        this.#writing = true;
+      } catch (err) {
+        this.destroy(err as Error);
+      }
     }, (err) => {
       this.#dialing = null;
       this.destroy(err instanceof Error ? err : new Error(String(err)));
     });
   }
 
-  /** The connect completed: start reading, say so, then flush what was queued meanwhile (or the FIN). */
+  /**
+   * The connect completed: start reading, say so, then flush what was queued meanwhile (or the FIN), even if a
+   * `connect` listener threw (its exception propagates after).
+   */
   #connected(): void {
     this.#connecting = false;
     this.#connectTimer?.cancel();
     this.#connectTimer = null;
     this.#startReading();
-    this.emit("connect");
+    try {
+      this.emit("connect");
+    } finally {
+      this.#afterConnect();
+    }
+  }
+
+  /** What follows `connect`: watch writability for what was queued meanwhile, or send the FIN `end()` asked for. */
+  #afterConnect(): void {
     if (this.#destroyed) return;
     if (this.#queued > 0) {
       if (!this.#writing) {
@@ -799,13 +856,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     }
     if (n === WOULD_BLOCK) return;
     if (n === 0) {
-      this.#readEnded = true;
-      this.reactor.removeReader(this.#fd);
-      this.#reading = false;
-      this.emit("end");
-      if (this.#destroyed) return;
-      if (this.#writeShut) this.destroy();
-      else if (!this.#limits.allowHalfOpen && this.#writableStream === undefined) this.end();
+      this.#ended();
       return;
     }
     this.#bytesRead += n;
@@ -817,6 +868,24 @@ export class Connection extends Emitter<ConnectionEvents> {
       return;
     }
     for (let i = 0; i < listeners.length && !this.#destroyed; i++) listeners[i].call(this, chunk);
+  }
+
+  /**
+   * The peer's FIN: stop reading, emit `end`, then close (our side is shut too) or end our side (unless half-open
+   * is allowed), even if an `end` listener threw (its exception propagates after).
+   */
+  #ended(): void {
+    this.#readEnded = true;
+    this.reactor.removeReader(this.#fd);
+    this.#reading = false;
+    try {
+      this.emit("end");
+    } finally {
+      if (!this.#destroyed) {
+        if (this.#writeShut) this.destroy();
+        else if (!this.#limits.allowHalfOpen && this.#writableStream === undefined) this.end();
+      }
+    }
   }
 
   #writable(): void {
@@ -863,12 +932,19 @@ export class Connection extends Emitter<ConnectionEvents> {
     if (this.#head === this.#queue.length) this.#resetQueue();
     else if (this.#head > 1024) this.#compactQueue();
     // drain before FIN: a writer waiting for it learns its bytes went out before the connection may close.
-    if (this.#needDrain && this.#queued <= this.#limits.low) {
-      this.#needDrain = false;
+    if (this.#needDrain && this.#queued <= this.#limits.low) this.#drained();
+    else if (this.#ending && this.#queued === 0) this.#shutWrite();
+  }
+
+  /** Emits the `drain` owed, then sends the FIN `end()` asked for once the queue is empty, even if a listener threw. */
+  #drained(): void {
+    this.#needDrain = false;
+    try {
       this.emit("drain");
+    } finally {
+      // Checked after drain: its listener may have queued more, and the FIN must wait for that too.
+      if (this.#ending && this.#queued === 0 && !this.#destroyed) this.#shutWrite();
     }
-    // Checked after drain: its listener may have queued more, and the FIN must wait for that too.
-    if (this.#ending && this.#queued === 0 && !this.#destroyed) this.#shutWrite();
   }
 
   /** One `send` (one chunk) or `sendChunks` (up to `MAX_GATHER`) from the head of the queue: bytes sent or `WOULD_BLOCK`. */

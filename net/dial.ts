@@ -95,9 +95,17 @@ function attempt(
     closeFd(fd);
     return Promise.reject(err);
   }
-  track(fd);
   return new Promise<number>((resolve, reject) => {
-    reactor.addWriter(fd, () => {
+    try {
+      reactor.addWriter(fd, onWritable);
+    } catch (err) {
+      // The reactor refuses the fd (select: fd ≥ FD_SETSIZE): this attempt owns it still, so it closes it.
+      closeFd(fd);
+      reject(err);
+      return;
+    }
+    track(fd);
+    function onWritable(): void {
       reactor.removeWriter(fd);
       track(-1); // from here on the socket is this callback's to close or hand over, not cancel()'s
       let err: number;
@@ -114,6 +122,6 @@ function attempt(
         closeFd(fd);
         reject(osError(err, "connect", `Cannot connect to ${what}`));
       }
-    });
+    }
   });
 }

@@ -187,11 +187,12 @@ export class Server extends Emitter<ServerEvents> {
     if (!this.#closed || this.connections.size > 0 || this.#closeWaiters.length === 0) return;
     const waiters = this.#closeWaiters;
     this.#closeWaiters = [];
+    // The promises first: a close listener that throws must not leave them pending (they settle in microtasks).
+    for (const w of waiters) w();
     if (!this.#closeEmitted) {
       this.#closeEmitted = true;
       this.emit("close");
     }
-    for (const w of waiters) w();
   }
 
   /** An `error` nobody listens for goes to the reactor's `onError`, naming the listening fd. */
