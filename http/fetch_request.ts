@@ -24,6 +24,8 @@
 import { headerFields, type HttpRequest, type HttpResponse } from "./server.ts";
 
 const NULL_BODY_METHODS = new Set(["GET", "HEAD"]);
+/** The body of a request that sent none (not a string: that would add a `Content-Type`). */
+const EMPTY_BODY = new Uint8Array(0);
 
 /** A web `Request` read lazily from a parsed head; see the module doc. */
 export class LazyRequest {
@@ -109,20 +111,35 @@ export class LazyRequest {
     return this.#signal;
   }
 
-  /** The header fields as `[name, value]` pairs. */
+  /**
+   * The header fields as `[name, value]` pairs. Repeated `Cookie` fields are joined with `; ` (as `Deno.serve` does,
+   * RFC 9113 §8.2.3): `Headers` would join them with `, `, which reads as one cookie's value.
+   */
   #pairs(): [string, string][] {
     const pairs: [string, string][] = [];
+    let cookie = -1;
+    const add = (name: string, value: string) => {
+      if (name.length === 6 && name.toLowerCase() === "cookie") {
+        if (cookie >= 0) {
+          pairs[cookie][1] += `; ${value}`;
+          return;
+        }
+        cookie = pairs.length;
+      }
+      pairs.push([name, value]);
+    };
     const fields = this.#fields;
     if (fields !== null) {
-      for (let i = 0; i < fields.length; i += 2) pairs.push([fields[i], fields[i + 1]]);
+      for (let i = 0; i < fields.length; i += 2) add(fields[i], fields[i + 1]);
     } else {
-      this.#req.forEachHeader((name, value) => pairs.push([name, value]));
+      this.#req.forEachHeader(add);
     }
     return pairs;
   }
 
+  /** Whether the request has a body: every method but GET and HEAD, as in `Deno.serve` (empty when none was sent). */
   #bodyAllowed(): boolean {
-    return this.#hasBody && !NULL_BODY_METHODS.has(this.#method);
+    return !NULL_BODY_METHODS.has(this.#method);
   }
 
   /** The body as a stream, for the real request. A request with a body keeps its exchange until the body is read. */
@@ -153,7 +170,7 @@ export class LazyRequest {
     if (this.#real === null) {
       // The headers as pairs unless a Headers object was made already: the constructor copies them either way.
       const init: RequestInit = { method: this.method, headers: this.#headers ?? this.#pairs(), signal: this.signal };
-      if (this.#bodyAllowed()) init.body = this.#bodyStream();
+      if (this.#bodyAllowed()) init.body = this.#hasBody ? this.#bodyStream() : EMPTY_BODY;
       const url = this.url; // sets #target too
       this.#real = new Request(absoluteUrl(url, this.#hostname, this.#target), init);
     }

@@ -14,10 +14,12 @@ import { plainResponse } from "./deno_response.ts";
 import { LazyRequest } from "./fetch_request.ts";
 import { PreparedHeaders } from "./response.ts";
 import {
+  abortResponse,
   type HttpRequest,
   type HttpResponse,
   HttpServer,
   type HttpServerOptions,
+  isHeadResponse,
   resetResponseHead,
 } from "./server.ts";
 
@@ -111,7 +113,8 @@ export function serve(a: ServeHandler | ServeOptions, b?: ServeHandler): ServeSe
   const onError = options.onError ?? defaultOnError;
   const hostname = options.hostname ?? "0.0.0.0";
   const server = new HttpServer(
-    { ...options, host: hostname, reactor, onError: undefined },
+    // A client's FIN means it is gone, as hyper (Deno.serve) and Go take it: req.signal aborts, streams are cancelled.
+    { halfClose: false, ...options, host: hostname, reactor, onError: undefined },
     (req, res) => respond(req, res, handler, onError, hostname),
   );
   const addr = { hostname, port: server.port, transport: "tcp" as const };
@@ -261,45 +264,127 @@ class HandlerInfo implements ServeHandlerInfo {
   }
 }
 
-/** Writes `response` to `res`: one `end()` for a body that arrives whole, chunked writes with backpressure otherwise. */
+/** What `Promise.race` gets when a read is not ready yet. */
+const NOT_YET = Symbol("not yet");
+
+/** Resolves to {@linkcode NOT_YET} a few microtasks later: after a read of a stream with data ready has resolved. */
+async function notYet(): Promise<typeof NOT_YET> {
+  for (let i = 0; i < 4; i++) await null;
+  return NOT_YET;
+}
+
+/**
+ * Writes `response` to `res`, as `Deno.serve` frames it. A body that is
+ * ready at once (a string, bytes, a stream with its chunks queued) goes out
+ * in one `end()` with its real `Content-Length`, whatever `Content-Length`
+ * the handler set; `Transfer-Encoding` is the engine's to choose. A body
+ * that comes later is streamed: the head (and each chunk) is sent as soon
+ * as nothing more is ready, chunked, or framed by the handler's
+ * `Content-Length` (cut there; the connection is dropped if the stream ends
+ * short). When the client goes away, the stream is cancelled.
+ */
 async function writeResponse(res: HttpResponse, response: Response): Promise<void> {
   res.status = response.status;
-  response.headers.forEach((value, name) => res.setHeader(name, value));
+  let declared = -1; // the handler's Content-Length
+  response.headers.forEach((value, name) => {
+    if (name === "content-length") declared = /^\d{1,15}$/.test(value) ? Number(value) : -1;
+    else if (name !== "transfer-encoding") res.setHeader(name, value);
+  });
   const body = response.body;
   if (body === null) {
+    // A HEAD response may tell the length of the body it leaves out (as Deno.serve lets it); no other can.
+    if (declared >= 0 && isHeadResponse(res)) res.setHeader("content-length", String(declared));
     res.end();
     return;
   }
   const reader = body.getReader();
-  const first = await reader.read();
-  if (first.done) {
-    res.end();
-    return;
-  }
-  const second = await reader.read();
-  if (second.done) {
-    res.end(first.value);
-    return;
-  }
   let aborted = false;
+  let wake: (() => void) | null = null;
   res.onAbort(() => {
     aborted = true;
-    void reader.cancel();
+    reader.cancel(new DOMException("The client closed the connection", "AbortError")).catch(() => {});
+    wake?.();
   });
-  let ok = res.write(first.value);
-  ok = res.write(second.value) && ok;
+  let held: Uint8Array | string | null = null; // read while the head waits for the next read to say whether it is all
+  let left = -1; // bytes still to send under the handler's Content-Length, once streaming with it
+  let ok = true;
   for (;;) {
-    if (!ok) await new Promise<void>((resolve) => res.onDrain(resolve));
+    const reading = reader.read();
+    // Once the head is out, each chunk is written as it comes; before, only what is ready now is gathered.
+    let next = res.headersSent ? await reading : await Promise.race([reading, notYet()]);
+    if (next === NOT_YET) {
+      // Nothing more is ready: what there is goes out now (the head at least), the rest as it comes.
+      if (!res.headersSent) {
+        if (declared >= 0) {
+          res.setHeader("content-length", String(declared));
+          left = declared;
+        }
+        ok = res.write(EMPTY); // the head
+      }
+      if (held !== null) {
+        [ok, left] = writeCounted(res, held, left);
+        held = null;
+      }
+      next = await reading;
+    }
     if (aborted) return;
-    const next = await reader.read();
     if (next.done) break;
-    if (aborted) return;
-    ok = res.write(next.value);
+    const chunk = asChunk(next.value);
+    if (!res.headersSent) {
+      if (held === null) {
+        held = chunk;
+        continue;
+      }
+      // Two chunks ready at once: stream (the head, then both).
+      if (declared >= 0) {
+        res.setHeader("content-length", String(declared));
+        left = declared;
+      }
+      [ok, left] = writeCounted(res, held, left);
+      held = null;
+    }
+    [ok, left] = writeCounted(res, chunk, left);
+    if (left === 0 && declared >= 0) {
+      // The handler's length is reached: what the stream has more is not sent (Deno.serve cuts there too).
+      reader.cancel().catch(() => {});
+      break;
+    }
+    if (!ok) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        res.onDrain(resolve);
+      });
+      wake = null;
+      if (aborted) return;
+    }
   }
+  if (!res.headersSent) {
+    res.end(held ?? undefined); // all of it was ready: one response with its real length
+    return;
+  }
+  if (left > 0) throw new Error(`The response body ended ${left} bytes short of its Content-Length`);
   res.end();
 }
 
-/** Writing the response failed: a 500 if nothing was sent yet, else the exchange is ended where it stands. */
+/** Writes `chunk`, no further than `left` bytes when `left` ≥ 0; returns write()'s answer and what is left. */
+function writeCounted(res: HttpResponse, chunk: Uint8Array | string, left: number): [boolean, number] {
+  if (left < 0) return [res.write(chunk), -1];
+  const bytes = typeof chunk === "string" ? encoder.encode(chunk) : chunk;
+  const n = Math.min(bytes.byteLength, left);
+  return [res.write(n === bytes.byteLength ? bytes : bytes.subarray(0, n)), left - n];
+}
+
+/** A stream's chunk as bytes (any `ArrayBufferView`, as `Deno.serve` takes; a string is sent as UTF-8). */
+function asChunk(value: unknown): Uint8Array | string {
+  if (value instanceof Uint8Array || typeof value === "string") return value;
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  throw new TypeError("A response body chunk must be a Uint8Array (or an ArrayBufferView)");
+}
+
+const EMPTY = new Uint8Array(0);
+const encoder = new TextEncoder();
+
+/** Writing the response failed: a 500 if nothing was sent yet, else the connection is dropped (the body is cut). */
 function fail(res: HttpResponse, err: unknown, info: HandlerInfo): void {
   console.error("fdloop serve: cannot send the response:", err);
   if (!res.finished) {
@@ -308,7 +393,8 @@ function fail(res: HttpResponse, err: unknown, info: HandlerInfo): void {
       res.status = 500;
       res.end("Internal Server Error");
     } else {
-      res.end();
+      // Its head (and part of its body) is out: ending it cleanly would tell the client a cut body is complete.
+      abortResponse(res, err);
     }
   }
   info.complete();

@@ -73,6 +73,12 @@ export interface HttpServerOptions {
   /** Pipelined requests waiting for their turn, at most, before reading pauses (default 64). */
   maxPipelined?: number;
   /**
+   * What the client's FIN means (default true): a half-close, after which the requests in flight are still answered;
+   * or, when false, that the client is gone, as hyper (`Deno.serve`) takes it: the connection closes and the
+   * exchanges in flight are aborted (their `onAbort` runs). `serve()` sets false.
+   */
+  halfClose?: boolean;
+  /**
    * Called once for each handler that throws (the client gets a 500) and for
    * other errors of the server. Default: the reactor's `onError`.
    */
@@ -487,6 +493,11 @@ class Exchange implements HttpRequest, HttpResponse {
     return this;
   }
 
+  /** Drops the connection: what was sent of this response stays cut, and the client sees the close. */
+  abortConnection(error: unknown): void {
+    this.conn.conn.destroy(error instanceof Error ? error : new Error(String(error)));
+  }
+
   /** Forgets the status and the headers set so far (before the head is sent). */
   resetHead(): void {
     if (this.#headersSent) throw new Error("Cannot reset a response whose head was sent");
@@ -677,6 +688,19 @@ export function headerFields(req: HttpRequest): string[] {
     fields[2 * i + 1] = head.headerValue(i);
   }
   return fields;
+}
+
+/**
+ * Drops the connection of `res` (for `serve()`, whose response failed after its head went out: ending it cleanly
+ * would tell the client that a cut body is complete), as the engine does for a raw handler that fails then.
+ */
+export function abortResponse(res: HttpResponse, error: unknown): void {
+  if (res instanceof Exchange) res.abortConnection(error);
+}
+
+/** Whether `res` answers a HEAD request (its body is left out). */
+export function isHeadResponse(res: HttpResponse): boolean {
+  return res instanceof Exchange && res.isHead;
 }
 
 /** Forgets what a response set before its head was sent (for `serve()`, which answers a failed response with a 500). */
@@ -894,6 +918,10 @@ class HttpConnection implements ParserHandler {
   /** The client half-closed: answer what is in flight, then close. */
   #onEnd(): void {
     if (this.#lingering) return;
+    if (!this.server.halfClose) {
+      this.conn.destroy(); // #onClose aborts what is in flight
+      return;
+    }
     this.#closing = true;
     if (this.#parsing !== null) {
       // A request cut short: it will never complete. Its response (if any) is abandoned.
@@ -1104,6 +1132,7 @@ class Engine {
   readonly lingerTimeout: number;
   readonly lingerBytes: number;
   readonly maxPipelined: number;
+  readonly halfClose: boolean;
   readonly #handler: HttpHandler;
   readonly #onError: (error: unknown, request?: HttpRequest) => void;
   readonly #connections = new Set<HttpConnection>();
@@ -1129,6 +1158,7 @@ class Engine {
     this.lingerTimeout = options.lingerTimeout ?? 2_000;
     this.lingerBytes = options.lingerBytes ?? 1024 * 1024;
     this.maxPipelined = options.maxPipelined ?? 64;
+    this.halfClose = options.halfClose ?? true;
     const listenOptions: ListenOptions = options.path !== undefined
       ? { path: options.path, backlog: options.backlog, reactor: options.reactor, allowHalfOpen: true }
       : {
@@ -1185,7 +1215,7 @@ class Engine {
     this.reportError(err, ex);
     if (ex.finished) return;
     if (ex.headersSent) {
-      ex.conn.conn.destroy(err instanceof Error ? err : new Error(String(err)));
+      ex.abortConnection(err);
       return;
     }
     ex.status = 500;
