@@ -39,6 +39,8 @@ export const Errno = {
   ENAMETOOLONG: 36,
   ENOSYS: 38,
   ELOOP: 40,
+  ENONET: 64,
+  EPROTO: 71,
   ENOTSOCK: 88,
   EDESTADDRREQ: 89,
   EMSGSIZE: 90,

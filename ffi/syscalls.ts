@@ -62,6 +62,25 @@ import {
 
 const { EINTR, EAGAIN, EINPROGRESS, ECONNABORTED } = Errno;
 
+/**
+ * Errors `accept4` passes on from a connection that failed while it waited to
+ * be accepted (accept(2), "Error handling": Linux reports the new socket's
+ * pending network error, and TCP/IP's are these): that connection is gone,
+ * the next one may be fine, so the call is made again, as for `ECONNABORTED`.
+ */
+const ACCEPT_RETRY = new Set<number>([
+  EINTR,
+  ECONNABORTED,
+  Errno.ENETDOWN,
+  Errno.EPROTO,
+  Errno.ENOPROTOOPT,
+  Errno.EHOSTDOWN,
+  Errno.ENONET,
+  Errno.EHOSTUNREACH,
+  Errno.EOPNOTSUPP,
+  Errno.ENETUNREACH,
+]);
+
 /** Returned by the I/O wrappers when the call would block (`EAGAIN`). Distinct from {@linkcode INTERRUPTED}. */
 export const WOULD_BLOCK = -1;
 
@@ -443,7 +462,9 @@ export function listen(fd: number, backlog: number): void {
 
 /**
  * `accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC)`: the new fd, or
- * {@linkcode WOULD_BLOCK}. `ECONNABORTED` (a peer gone before accept) is skipped.
+ * {@linkcode WOULD_BLOCK}. `ECONNABORTED` (a peer gone before accept) and the
+ * network errors Linux passes on from such a connection (`EPROTO`,
+ * `ENETUNREACH`, …) are skipped: the call is made again.
  * `EMFILE`/`ENFILE` throw: the caller must shed or pause (see net/).
  */
 export function accept(fd: number, addr: Uint8Array | null = null, lenBuf: Uint8Array | null = null): number {
@@ -451,8 +472,8 @@ export function accept(fd: number, addr: Uint8Array | null = null, lenBuf: Uint8
     const res = sym.accept4(fd, addr, lenBuf, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (res >= 0) return res;
     const e = errnoView[0];
-    if (e === EINTR || e === ECONNABORTED) continue;
     if (e === EAGAIN) return WOULD_BLOCK;
+    if (ACCEPT_RETRY.has(e)) continue;
     throw osError(e, "accept4", `Cannot accept on fd ${fd}`);
   }
 }

@@ -236,8 +236,9 @@ export class Server extends Emitter<ServerEvents> {
     try {
       this.emit("connection", conn);
     } catch (err) {
-      // A throwing handler must not leak the connection it was given.
-      conn.destroy(err as Error);
+      // A throwing handler must not leak the connection it was given. The exception goes on to the reactor's
+      // onError, once: destroy(err) would report it a second time as an error nobody listened for.
+      conn.destroy();
       throw err;
     }
   }

@@ -526,7 +526,11 @@ export class Reactor {
 
   /**
    * Stops using the selector and the wake-up eventfd and closes them.
-   * Registered fds are not closed: they belong to their owners.
+   * Registered fds are not closed: they belong to their owners. Timers that
+   * have not fired are dropped; `callSoon()` callbacks that have not run yet
+   * are due already, so they run as microtasks after the close (exceptions go
+   * to `onError`): a transport destroyed just before `close()` still emits
+   * its `close` event.
    */
   close(): void {
     if (this.#closed) return;
@@ -535,8 +539,20 @@ export class Reactor {
     this.#selector.close();
     close(this.#wakeFd);
     this.#timers.clear();
+    const pending = this.#soon;
     this.#soon = [];
     this.#soonNext = [];
+    for (const h of pending) {
+      if (h.cancelled) continue;
+      h.cancelled = true;
+      queueMicrotask(() => {
+        try {
+          h.callback();
+        } catch (err) {
+          this.reportError(err, { source: "callSoon" });
+        }
+      });
+    }
   }
 
   /** Closes the reactor (for `using`). */

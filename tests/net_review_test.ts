@@ -24,6 +24,7 @@ import {
 import { type BackendName, type ErrorContext, Reactor } from "../reactor/mod.ts";
 import { assertNoFdLeak, BACKENDS, unusedPort } from "./_helpers.ts";
 import { codeOf, Recorder, resettingClient, turns, until } from "./_net.ts";
+import { stopAndClose } from "./_reactor.ts";
 
 interface Reported {
   error: unknown;
@@ -51,10 +52,7 @@ async function withReactor(backend: BackendName, body: (ctx: Ctx) => Promise<voi
         else if ("connections" in x) void x.close({ closeConnections: true });
         else x.close();
       }
-      reactor.stop();
-      await running;
-      for (let i = 0; i < 3; i++) reactor.runOnce(0);
-      reactor.close();
+      await stopAndClose(reactor, running);
     }
   });
 }
@@ -403,5 +401,41 @@ for (const backend of BACKENDS) {
           assert.deepEqual(reported, []);
         }),
     );
+  });
+}
+
+for (const backend of BACKENDS) {
+  Deno.test(`a connection destroyed just before \`reactor.close()\` still emits close (${backend})`, async () => {
+    await assertNoFdLeak(async () => {
+      const reactor = new Reactor({ backend });
+      const server = listen({ host: "127.0.0.1", port: 0, reactor });
+      const conn = connect({ host: "127.0.0.1", port: server.port, reactor });
+      let closes = 0;
+      conn.on("close", () => closes++);
+      conn.destroy();
+      void server.close({ closeConnections: true });
+      reactor.close();
+      assert.equal(closes, 0, "not during close()");
+      await null; // the callbacks close() left for microtasks run before this continuation
+      assert.equal(closes, 1);
+    });
+  });
+}
+
+for (const backend of BACKENDS) {
+  Deno.test(`a connection listener that throws is reported once, and its connection closes (${backend})`, async () => {
+    await withReactor(backend, async ({ reactor, reported, track }) => {
+      const server = track(listen({ host: "127.0.0.1", port: 0, reactor }, () => {
+        throw new Error("the connection handler failed");
+      }));
+      const client = track(connect({ host: "127.0.0.1", port: server.port, reactor }));
+      let closed = false;
+      client.on("close", () => closed = true);
+      client.on("error", () => {});
+      await until(() => closed, "the client to see its connection closed", 2000);
+      await turns(reactor, 2);
+      const ours = reported.filter((r) => (r.error as Error).message === "the connection handler failed");
+      assert.equal(ours.length, 1, `reported ${ours.length} times`);
+    });
   });
 }

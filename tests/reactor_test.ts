@@ -240,6 +240,27 @@ testEveryBackend("`Reactor.runSync()` inside a running loop is refused", ({ reac
 });
 
 testEveryBackend(
+  "`Reactor.close()` runs the `callSoon` callbacks still pending as microtasks, and drops the timers",
+  async ({ reactor, errors }) => {
+    const ran: string[] = [];
+    reactor.callSoon(() => ran.push("soon"));
+    reactor.callSoon(() => {
+      throw new Error("thrown after close");
+    });
+    reactor.callSoon(() => ran.push("cancelled")).cancel();
+    reactor.callLater(0, () => ran.push("timer"));
+    reactor.close();
+    assert.deepEqual(ran, [], "not during close()");
+    await null; // the microtasks close() queued run before this continuation
+    assert.deepEqual(ran, ["soon"]);
+    assert.deepEqual(errors.map((e) => [e.context.source, (e.error as Error).message]), [
+      ["callSoon", "thrown after close"],
+    ]);
+    errors.length = 0;
+  },
+);
+
+testEveryBackend(
   "`Reactor.close()` is refused while running, idempotent, and later use throws",
   async ({ reactor }) => {
     const running = reactor.run();
