@@ -240,6 +240,24 @@ export function waitFd(fd: number, events: number, timeoutMs = 5000): number {
   }
 }
 
+/** Takes every free fd number below `limit` (duplicates of `fd`), so the next one opened lands at or above it; close them all. */
+export function occupyBelow(fd: number, limit: number): number[] {
+  const taken: number[] = [];
+  try {
+    for (;;) {
+      const d = dupAtLeast(fd, 0);
+      if (d >= limit) {
+        close(d);
+        return taken;
+      }
+      taken.push(d);
+    }
+  } catch (err) {
+    for (const d of taken) close(d);
+    throw err;
+  }
+}
+
 /** A listening TCP socket (non-blocking) on `host` and the port the kernel picked. */
 export function tcpListener(host = "127.0.0.1", port = 0, backlog = 16): { fd: number; port: number } {
   const { fd, address } = openBoundSocket(endpoint({ host, port }), SOCK_STREAM, { reuseAddr: true, backlog });

@@ -25,7 +25,7 @@ import {
 } from "../ffi/mod.ts";
 import { type Connection, Connection as ConnectionClass } from "../net/mod.ts";
 import type { BackendName } from "../reactor/mod.ts";
-import { BACKENDS, waitFd } from "./_helpers.ts";
+import { BACKENDS, occupyBelow, waitFd } from "./_helpers.ts";
 import {
   codeOf,
   cpuTicks,
@@ -99,24 +99,6 @@ async function signalsDelivered(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 0));
   } finally {
     Deno.removeSignalListener("SIGUSR2", onSentinel);
-  }
-}
-
-/** Fills every free fd number below `limit` with a duplicate of `fd`; returns them (close them all). */
-function occupyBelow(fd: number, limit: number): number[] {
-  const taken: number[] = [];
-  try {
-    for (;;) {
-      const d = dupAtLeast(fd, 0);
-      if (d >= limit) {
-        close(d);
-        return taken;
-      }
-      taken.push(d);
-    }
-  } catch (err) {
-    for (const d of taken) close(d);
-    throw err;
   }
 }
 

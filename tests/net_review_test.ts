@@ -13,7 +13,6 @@ import assert from "node:assert/strict";
 import { bindUdp, connect, type Connection, listen, type Server, type UdpSocket } from "../net/mod.ts";
 import {
   close,
-  dupAtLeast,
   getSockOptInt,
   IPPROTO_TCP,
   send,
@@ -22,7 +21,7 @@ import {
   TCP_NODELAY,
 } from "../ffi/mod.ts";
 import { type BackendName, type ErrorContext, Reactor } from "../reactor/mod.ts";
-import { assertNoFdLeak, BACKENDS, unusedPort } from "./_helpers.ts";
+import { assertNoFdLeak, BACKENDS, occupyBelow, unusedPort } from "./_helpers.ts";
 import { codeOf, Recorder, resettingClient, turns, until } from "./_net.ts";
 import { stopAndClose } from "./_reactor.ts";
 
@@ -69,24 +68,6 @@ function loopbackName(): string {
     if (addr === "127.0.0.1") { for (const n of names) if (n !== "localhost" && n.length > 0) return n; }
   }
   return Deno.hostname();
-}
-
-/** Takes every free fd below `limit` (duplicates of `fd`), so the next one opened lands at or above it. */
-function occupyBelow(fd: number, limit: number): number[] {
-  const taken: number[] = [];
-  try {
-    for (;;) {
-      const d = dupAtLeast(fd, 0);
-      if (d >= limit) {
-        close(d);
-        return taken;
-      }
-      taken.push(d);
-    }
-  } catch (err) {
-    for (const d of taken) close(d);
-    throw err;
-  }
 }
 
 Deno.test("`connect()` (select) to a name whose socket lands on fd ≥ FD_SETSIZE: error, close once, no fd leaked", () =>
