@@ -1,12 +1,12 @@
 /**
- * What the examples share: flag parsing with `--help`, and running a reactor
- * until SIGINT/SIGTERM in either run mode.
+ * What the examples share: flag parsing with `--help`, one-line errors,
+ * and running a reactor until SIGINT/SIGTERM in either run mode.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { type BackendName, BACKENDS, type Reactor } from "../mod.ts";
+import { type BackendName, BACKENDS, OSError, type Reactor } from "../mod.ts";
 
 /** A flag of an example: its type, default and help text. */
 export interface Flag {
@@ -17,7 +17,7 @@ export interface Flag {
 
 /**
  * Parses `Deno.args` against `flags`; prints usage and exits 0 on `--help`,
- * prints the problem and exits 2 on a bad flag.
+ * prints the problem (one line) and exits 2 on a bad flag.
  */
 export function parseFlags<F extends Record<string, Flag>>(
   usage: string,
@@ -51,8 +51,50 @@ export function parseFlags<F extends Record<string, Flag>>(
     }
     return out as { [K in keyof F]: F[K]["type"] extends "boolean" ? boolean : string };
   } catch (err) {
-    console.error(`${(err as Error).message}\n\n${help()}`);
+    console.error(usageError((err as Error).message));
     Deno.exit(2);
+  }
+}
+
+/** A bad-flag message on one line, pointing at `--help` (scripts read the first line of stderr). */
+export function usageError(message: string): string {
+  return `${message.replace(/\s*\n\s*/g, " ").trim()} (see --help)`;
+}
+
+/**
+ * Runs `open` (a listen or a bind). A failure the user can act on ends the
+ * program with one line on stderr, not a stack trace: exit code 1 for an OS
+ * error (`EADDRINUSE`, `EACCES`, `EADDRNOTAVAIL` …), 2 for a bad value (a
+ * host that is neither numeric nor `localhost`).
+ */
+export function openOrExit<T>(program: string, open: () => T): T {
+  try {
+    return open();
+  } catch (err) {
+    if (err instanceof OSError) {
+      console.error(`${program}: ${err.message}`);
+      Deno.exit(1);
+    }
+    if (err instanceof TypeError || err instanceof RangeError) {
+      console.error(`${program}: ${err.message}`);
+      Deno.exit(2);
+    }
+    throw err;
+  }
+}
+
+/**
+ * Writes all of `bytes` to stdout. Returns false, writing nothing, once
+ * stdout is a pipe whose reader has gone (`| head -1`): `Deno.stdout` throws
+ * `BrokenPipe` there (`console.log` drops the line silently).
+ */
+export function writeStdout(bytes: Uint8Array): boolean {
+  try {
+    for (let at = 0; at < bytes.byteLength;) at += Deno.stdout.writeSync(bytes.subarray(at));
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.BrokenPipe) return false;
+    throw err;
   }
 }
 
@@ -95,9 +137,43 @@ export function intFlag(name: string, text: string, min: number, max: number): n
   return n;
 }
 
+const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+let signalsCaught = false;
+let signalsReceived = 0;
+let signalHook: (() => void) | undefined;
+
+function onProcessSignal(): void {
+  signalsReceived++;
+  signalHook?.();
+}
+
 /**
- * Runs `reactor` until SIGINT or SIGTERM, then calls `onSignal` (which should
- * close what the program opened) and stops the reactor.
+ * Catches SIGINT and SIGTERM from now on, so that they end the program
+ * through {@linkcode runUntilSignal} instead of killing it. A server calls it
+ * before it prints `listening on`: a script that signals it as soon as it
+ * reads that line must still get the summary line and exit code 0.
+ *
+ * The listeners stay until the process exits (they do not keep it alive):
+ * removing the last one would give the signal its default action back, and
+ * a second Ctrl-C while the program shuts down would kill it half-way.
+ */
+export function catchSignals(): void {
+  if (signalsCaught) return;
+  signalsCaught = true;
+  for (const s of SIGNALS) Deno.addSignalListener(s, onProcessSignal);
+}
+
+/** Calls `hook` on the next SIGINT/SIGTERM (one that already came does not count); `undefined` ignores them. */
+export function onNextSignal(hook: (() => void) | undefined): void {
+  catchSignals();
+  signalHook = hook;
+}
+
+/**
+ * Runs `reactor` until SIGINT or SIGTERM (or one that came since
+ * {@linkcode catchSignals}), then calls `onSignal` (which should close what
+ * the program opened) and stops the reactor. Later signals are ignored
+ * unless the program hands them to {@linkcode onNextSignal}.
  *
  * With `sync`, the loop is `runSync()`: it blocks the thread, and returns when
  * a signal interrupts its wait, so Deno can deliver the signal to the listener
@@ -111,8 +187,8 @@ export async function runUntilSignal(reactor: Reactor, sync: boolean, onSignal: 
     onSignal();
     reactor.stop();
   };
-  const signals = ["SIGINT", "SIGTERM"] as const;
-  for (const s of signals) Deno.addSignalListener(s, handler);
+  onNextSignal(handler);
+  if (signalsReceived > 0) handler();
   try {
     if (sync) {
       // runSync() returns "stopped" after stop() (from a callback or the handler),
@@ -128,6 +204,6 @@ export async function runUntilSignal(reactor: Reactor, sync: boolean, onSignal: 
       reactor.runOnce(0);
     }
   } finally {
-    for (const s of signals) Deno.removeSignalListener(s, handler);
+    if (signalHook === handler) signalHook = undefined;
   }
 }

@@ -13,7 +13,7 @@
  */
 
 import { type Connection, formatHostPort, listen, Reactor } from "../mod.ts";
-import { backendFlag, LOOP_FLAGS, parseFlags, portFlag, runUntilSignal } from "./_cli.ts";
+import { backendFlag, catchSignals, LOOP_FLAGS, openOrExit, parseFlags, portFlag, runUntilSignal } from "./_cli.ts";
 
 const flags = parseFlags("Usage: deno run --allow-ffi examples/echo.ts [options]", {
   host: { type: "string", default: "127.0.0.1", help: "Address to listen on" },
@@ -44,16 +44,19 @@ function resumeReading(this: Connection): void {
 /** A reset peer closes only its own connection. */
 function ignoreError(): void {}
 
-const server = listen({ host: flags.host, port: portFlag(flags.port), reactor }, (conn) => {
-  connections++;
-  conn.on("data", echoChunk);
-  conn.on("drain", resumeReading);
-  conn.on("error", ignoreError);
-});
+const port = portFlag(flags.port);
+const server = openOrExit("echo", () =>
+  listen({ host: flags.host, port, reactor }, (conn) => {
+    connections++;
+    conn.on("data", echoChunk);
+    conn.on("drain", resumeReading);
+    conn.on("error", ignoreError);
+  }));
 
 const address = server.address.family === "unix"
   ? server.address.path
   : formatHostPort(server.address.address, server.address.port);
+catchSignals(); // before the line a script waits for: a signal sent at once must not kill us
 console.log(`listening on ${address}`);
 
 await runUntilSignal(reactor, flags.sync, () => {

@@ -28,7 +28,7 @@ import {
   write,
 } from "../ffi/mod.ts";
 import { Reactor } from "../reactor/mod.ts";
-import { backendFlag } from "./_cli.ts";
+import { backendFlag, usageError } from "./_cli.ts";
 
 const USAGE = `Usage: deno run --allow-ffi examples/http_client.ts URL... [--count N]
 
@@ -50,7 +50,7 @@ try {
     strict: true,
   });
 } catch (err) {
-  console.error(`${(err as Error).message}\n\n${USAGE}`);
+  console.error(usageError((err as Error).message));
   Deno.exit(2);
 }
 if (args.values.help) {
@@ -60,18 +60,18 @@ if (args.values.help) {
 const backend = backendFlag(args.values.backend ?? "");
 const count = Number(args.values.count);
 if (!Number.isInteger(count) || count < 1) {
-  console.error(`--count must be a positive integer, got ${JSON.stringify(args.values.count)}\n\n${USAGE}`);
+  console.error(usageError(`--count must be a positive integer, got ${JSON.stringify(args.values.count)}`));
   Deno.exit(2);
 }
 if (args.positionals.length === 0) {
-  console.error(`Give at least one URL.\n\n${USAGE}`);
+  console.error(usageError("Give at least one URL"));
   Deno.exit(2);
 }
 let urls: URL[];
 try {
   urls = args.positionals.flatMap((u) => Array.from({ length: count }, () => new URL(u)));
 } catch (err) {
-  console.error(`${(err as Error).message}\n\n${USAGE}`);
+  console.error(usageError((err as Error).message));
   Deno.exit(2);
 }
 

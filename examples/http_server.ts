@@ -20,13 +20,14 @@
  *
  * Prints `listening on HOST:PORT` once it accepts, serves until SIGINT or
  * SIGTERM, then stops accepting, closes idle connections, lets requests in
- * flight finish (for up to 2 s), prints a summary line and exits 0.
+ * flight finish (for up to 2 s, or until a second SIGINT/SIGTERM), prints a
+ * summary line and exits 0.
  *
  * @module
  */
 
 import {
-  formatHostPort,
+  formatAddress,
   type HttpRequest,
   type HttpResponse,
   type HttpServer,
@@ -35,7 +36,16 @@ import {
   Reactor,
   serve,
 } from "../mod.ts";
-import { backendFlag, LOOP_FLAGS, parseFlags, portFlag, runUntilSignal } from "./_cli.ts";
+import {
+  backendFlag,
+  catchSignals,
+  LOOP_FLAGS,
+  onNextSignal,
+  openOrExit,
+  parseFlags,
+  portFlag,
+  runUntilSignal,
+} from "./_cli.ts";
 
 const flags = parseFlags("Usage: deno run --allow-ffi examples/http_server.ts [options]", {
   host: { type: "string", default: "127.0.0.1", help: "Address to listen on" },
@@ -189,18 +199,16 @@ function fetchHandler(req: Request): Response | Promise<Response> {
 
 // ---------------------------------------------------------------- serving
 
-let server: HttpServer;
-if (flags.api === "raw") {
-  server = listenHttp({ host: flags.host, port, reactor }, rawHandler);
-  console.log(`listening on ${formatHostPort(flags.host, server.port)}`);
-} else {
-  server = serve({
-    reactor,
-    hostname: flags.host,
-    port,
-    onListen: ({ hostname, port }) => console.log(`listening on ${formatHostPort(hostname, port)}`),
-  }, fetchHandler).server;
-}
+const server: HttpServer = openOrExit(
+  "http_server",
+  () =>
+    flags.api === "raw"
+      ? listenHttp({ host: flags.host, port, reactor }, rawHandler)
+      : serve({ reactor, hostname: flags.host, port, onListen() {} }, fetchHandler).server,
+);
+// The bound address, not --host as typed (`[::1]` must not become `[[::1]]`).
+catchSignals(); // before the line a script waits for: a signal sent at once must not kill us
+console.log(`listening on ${formatAddress(server.address)}`);
 
 await runUntilSignal(reactor, flags.sync, () => {
   // Stop accepting and close idle keep-alive connections now; requests in flight may finish.
@@ -208,8 +216,11 @@ await runUntilSignal(reactor, flags.sync, () => {
 });
 if (server.connectionCount > 0) {
   // Drain what is still in flight (bounded by the grace period), cooperatively in both modes.
+  // A second SIGINT/SIGTERM stops waiting: what is left is closed on the next turn.
+  onNextSignal(() => void server.shutdown(0));
   void server.finished.then(() => reactor.stop());
   await reactor.run();
+  onNextSignal(undefined);
 }
 console.log(
   `http_server: served ${requests} requests (${reactor.selector.name}, --api ${flags.api}${

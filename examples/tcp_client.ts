@@ -1,7 +1,9 @@
 /**
  * A line client: connects, sends each line typed on stdin, prints what the
  * server sends back. At end of input it half-closes, prints the rest of the
- * replies and exits 0 when the server closes.
+ * replies and exits 0 when the server closes (or on SIGINT/SIGTERM, or when
+ * the reader of its stdout goes away). Exits 1 when the connection fails
+ * (refused, timed out, a name that does not resolve), 2 on a bad flag.
  *
  *   deno run --allow-ffi examples/echo.ts --port 8000 &
  *   deno run --allow-ffi examples/tcp_client.ts --port 8000
@@ -11,7 +13,7 @@
 
 import { connect, formatAddress, OSError, Reactor } from "../mod.ts";
 import { read, setNonBlocking, WOULD_BLOCK } from "../ffi/mod.ts";
-import { backendFlag, parseFlags, portFlag, runUntilSignal } from "./_cli.ts";
+import { backendFlag, intFlag, openOrExit, parseFlags, portFlag, runUntilSignal, writeStdout } from "./_cli.ts";
 
 const flags = parseFlags("Usage: deno run --allow-ffi examples/tcp_client.ts [options]", {
   host: { type: "string", default: "127.0.0.1", help: "Server address (numeric or localhost)" },
@@ -20,15 +22,36 @@ const flags = parseFlags("Usage: deno run --allow-ffi examples/tcp_client.ts [op
   backend: {
     type: "string",
     default: "poll",
-    help: "Selector: epoll, poll or select (poll also watches files on stdin)",
+    help: "Selector: epoll, poll or select (epoll cannot watch a file on stdin: poll then)",
   },
 });
 
-const reactor = new Reactor({ backend: backendFlag(flags.backend) });
+const port = portFlag(flags.port);
+const timeout = intFlag("timeout", flags.timeout, 1, 3_600_000);
+/**
+ * The reactor, checked first against stdin: epoll refuses a regular file or
+ * /dev/null (EPERM), where poll reports it always readable (which is right),
+ * so then it is poll, as in stdin_monitor.ts.
+ */
+function newReactor(): Reactor {
+  const reactor = new Reactor({ backend: backendFlag(flags.backend) });
+  try {
+    reactor.addReader(0, () => {});
+    reactor.removeReader(0);
+    return reactor;
+  } catch (err) {
+    if (!(err instanceof OSError) || err.code !== "EPERM") throw err;
+    reactor.close();
+    console.error("stdin is a file epoll cannot watch (EPERM); using the poll backend");
+    return new Reactor({ backend: "poll" });
+  }
+}
+
+const reactor = newReactor();
 const stdinBuf = new Uint8Array(16 * 1024);
 let exitCode = 0;
 
-const conn = connect({ host: flags.host, port: portFlag(flags.port), timeout: Number(flags.timeout), reactor });
+const conn = openOrExit("tcp_client", () => connect({ host: flags.host, port, timeout, reactor }));
 function onStdin(): void {
   const n = read(0, stdinBuf);
   if (n === WOULD_BLOCK) return;
@@ -50,11 +73,13 @@ conn.on("connect", () => {
   reactor.addReader(0, onStdin);
 });
 conn.on("data", (chunk) => {
-  Deno.stdout.writeSync(chunk);
+  // Nobody reads our output any more (`| head -1`): end the session.
+  if (!writeStdout(chunk)) conn.destroy();
 });
 conn.on("error", (err) => {
   console.error(`tcp_client: ${err.message}`);
-  exitCode = err instanceof OSError ? 1 : 2;
+  // Refused, timed out, or a name that does not resolve (GaiError): the connection failed, not the flags.
+  exitCode = 1;
 });
 conn.on("close", () => {
   reactor.removeReader(0);

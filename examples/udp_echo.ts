@@ -10,7 +10,7 @@
  */
 
 import { bindUdp, formatAddress, Reactor } from "../mod.ts";
-import { backendFlag, LOOP_FLAGS, parseFlags, portFlag, runUntilSignal } from "./_cli.ts";
+import { backendFlag, catchSignals, LOOP_FLAGS, openOrExit, parseFlags, portFlag, runUntilSignal } from "./_cli.ts";
 
 const flags = parseFlags("Usage: deno run --allow-ffi examples/udp_echo.ts [options]", {
   host: { type: "string", default: "127.0.0.1", help: "Address to bind" },
@@ -20,11 +20,14 @@ const flags = parseFlags("Usage: deno run --allow-ffi examples/udp_echo.ts [opti
 
 const reactor = new Reactor({ backend: backendFlag(flags.backend) });
 let datagrams = 0;
-const sock = bindUdp({ host: flags.host, port: portFlag(flags.port), reactor }, (bytes, from) => {
-  datagrams++;
-  sock.send(bytes, from);
-});
+const port = portFlag(flags.port);
+const sock = openOrExit("udp_echo", () =>
+  bindUdp({ host: flags.host, port, reactor }, (bytes, from) => {
+    datagrams++;
+    sock.send(bytes, from);
+  }));
 sock.on("error", (err) => console.error(`udp_echo: ${err.message}`));
+catchSignals(); // before the line a script waits for: a signal sent at once must not kill us
 console.log(`listening on ${formatAddress(sock.address)}`);
 
 await runUntilSignal(reactor, flags.sync, () => sock.close());

@@ -711,10 +711,18 @@ export function resetResponseHead(res: HttpResponse): void {
 const CRLF = encoder.encode("\r\n");
 const bodyScratch = new OutBuffer(4096);
 
-/** The default `onError`: the request line and the error, once. */
+/**
+ * The default `onError`: the request line and the error (with its stack) for
+ * a handler's failure, once; one line for an error of the server itself (a
+ * connection the select backend refuses past FD_SETSIZE, an fd shortage), as
+ * the reactor prints a transport's.
+ */
 function logHandlerError(error: unknown, request?: HttpRequest): void {
-  const where = request ? `the handler of ${request.method} ${request.url} failed:` : "server error:";
-  console.error(`fdloop http: ${where}`, error);
+  if (request === undefined) {
+    console.error(`fdloop http: server error: ${error instanceof Error ? error.message : String(error)}`);
+    return;
+  }
+  console.error(`fdloop http: the handler of ${request.method} ${request.url} failed:`, error);
 }
 
 /** Statuses whose responses never carry a body (RFC 9110 §6.4.1). */
@@ -1140,6 +1148,9 @@ class Engine {
   #sweep: { cancel(): void } | null = null;
   readonly #sweepEvery: number;
   #shutdown: Promise<void> | null = null;
+  /** The timer that closes what is left after a shutdown's timeout, and when it fires. */
+  #force: { cancel(): void } | null = null;
+  #forceAt = 0;
   #finishedResolve!: () => void;
   /** Resolves once the server is shut down and every connection is closed. */
   readonly finished: Promise<void>;
@@ -1244,15 +1255,24 @@ class Engine {
    * 10 000) closes whatever is left. Resolves with `finished`.
    */
   shutdown(timeoutMs = 10_000): Promise<void> {
+    this.#forceCloseIn(timeoutMs);
     if (this.#shutdown !== null) return this.#shutdown;
     void this.listener.close();
     for (const c of [...this.#connections]) c.shutdown();
-    const force = this.reactor.callLater(timeoutMs, () => {
-      for (const c of [...this.#connections]) c.conn.destroy();
-    });
-    this.#shutdown = this.finished.then(() => force.cancel());
+    this.#shutdown = this.finished.then(() => this.#force?.cancel());
     this.#maybeFinished();
     return this.#shutdown;
+  }
+
+  /** Closes the connections left `timeoutMs` from now, unless an earlier shutdown() said sooner. */
+  #forceCloseIn(timeoutMs: number): void {
+    const at = this.reactor.time() + Math.max(0, timeoutMs);
+    if (this.#force !== null && at >= this.#forceAt) return;
+    this.#force?.cancel();
+    this.#forceAt = at;
+    this.#force = this.reactor.callAt(at, () => {
+      for (const c of [...this.#connections]) c.conn.destroy();
+    });
   }
 
   #maybeFinished(): void {
@@ -1319,6 +1339,8 @@ export class HttpServer {
    * Graceful shutdown: stops accepting, closes idle keep-alive connections at
    * once, lets requests in flight finish, and after `timeoutMs` (default
    * 10 000) closes whatever is left. Resolves with {@linkcode HttpServer.finished}.
+   * Called again with a shorter timeout (a second Ctrl-C), it closes what is
+   * left sooner; `shutdown(0)` closes it on the next loop turn.
    */
   shutdown(timeoutMs?: number): Promise<void> {
     return this.#engine.shutdown(timeoutMs);

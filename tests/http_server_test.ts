@@ -11,6 +11,7 @@ import { Fifo } from "../http/server.ts";
 import { BACKENDS } from "./_helpers.ts";
 import { randomBytes } from "./_echo.ts";
 import { fetchText, httpTest, parseResponses, rawRequest } from "./_http.ts";
+import { turns, waitFor } from "./_reactor.ts";
 
 const H = "Host: t\r\n";
 
@@ -283,6 +284,27 @@ for (const backend of BACKENDS) {
       // Each line arrives well within any per-line limit; the whole section's limit stops it.
       assert.ok(performance.now() - start < 4000);
     }));
+
+  test("a second shutdown() with a shorter timeout closes what is left sooner (a second Ctrl-C)", (b) => {
+    let started = 0;
+    return httpTest(b, {}, ({ reactor }) => (_req, res) => {
+      started++;
+      reactor.callLater(60_000, () => res.end("too late"));
+    }, async ({ reactor, port, server }) => {
+      const inflight = rawRequest(port, `GET / HTTP/1.1\r\n${H}\r\n`, { timeoutMs: 5000 });
+      await waitFor(() => started === 1, "the handler to start");
+      const finished = server.shutdown(10_000);
+      await turns(reactor, 3);
+      assert.equal(server.connectionCount, 1, "the request in flight is waited for");
+      void server.shutdown(0);
+      await turns(reactor, 3);
+      assert.equal(server.connectionCount, 0, "shutdown(0) closed it on the next turn");
+      await finished;
+      const r = await inflight;
+      assert.deepEqual(r.statuses, []);
+      assert.equal(r.closed, true);
+    });
+  });
 
   test("shuts down gracefully: idle connections close at once, a request in flight completes", (b) =>
     httpTest(b, {}, routes, async ({ port, server }) => {
