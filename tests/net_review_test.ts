@@ -11,15 +11,7 @@
 
 import assert from "node:assert/strict";
 import { bindUdp, connect, type Connection, listen, type Server, type UdpSocket } from "../net/mod.ts";
-import {
-  close,
-  getSockOptInt,
-  IPPROTO_TCP,
-  send,
-  SO_KEEPALIVE,
-  SOL_SOCKET,
-  TCP_NODELAY,
-} from "../ffi/mod.ts";
+import { close, getSockOptInt, IPPROTO_TCP, send, SO_KEEPALIVE, SOL_SOCKET, TCP_NODELAY } from "../ffi/mod.ts";
 import { type BackendName, type ErrorContext, Reactor } from "../reactor/mod.ts";
 import { assertNoFdLeak, BACKENDS, occupyBelow, unusedPort } from "./_helpers.ts";
 import { codeOf, Recorder, resettingClient, turns, until } from "./_net.ts";
