@@ -98,6 +98,8 @@ const symbols = {
   getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
   // int setrlimit(int resource, const struct rlimit *rlim)
   setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  // unsigned int if_nametoindex(const char *ifname); 0 when there is no such interface
+  if_nametoindex: { parameters: ["buffer"], result: "u32" },
   // int *__errno_location(void)
   __errno_location: { parameters: [], result: "pointer" },
   // int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)

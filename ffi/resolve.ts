@@ -157,7 +157,8 @@ function gaiStrerror(code: number): string {
  * `/etc/gai.conf`), each once, with port 0. `AI_ADDRCONFIG` is not set, so a
  * machine with only loopback still gets the addresses its name resolves to.
  * A numeric address (`"127.0.0.1"`, `"::1"`, without brackets) resolves to
- * itself without a lookup. An IPv6 scope id (`fe80::1%eth0`) is not kept.
+ * itself without a lookup. An IPv6 zone (`fe80::1%eth0`) is kept as the interface
+ * index (`fe80::1%2`), which `encodeSockaddr()` turns back into `sin6_scope_id`.
  *
  * A pending lookup cannot be cancelled; a name server that does not answer
  * delays it by the resolver's timeout (5 s per try by default).

@@ -6,6 +6,7 @@
  */
 
 import { AF_INET, AF_INET6, AF_UNIX, FD_SETSIZE } from "./constants.ts";
+import { sym } from "./libc.ts";
 
 /**
  * Size of `struct epoll_event`: 12 bytes on x86_64, where the kernel declares
@@ -47,8 +48,10 @@ export const SOCKADDR_IN_SIZE = 16;
 export const SOCKADDR_IN6_SIZE = 28;
 /** Size of `struct sockaddr_un`. */
 export const SOCKADDR_UN_SIZE = 110;
-/** Longest `sun_path` fdloop accepts (108 bytes, one kept for the NUL). */
+/** Longest `sun_path` fdloop accepts for a path name (108 bytes, one kept for the NUL). */
 export const UNIX_PATH_MAX = 107;
+/** Longest abstract socket name (its leading NUL included): all 108 bytes of `sun_path`, no terminator. */
+const UNIX_ABSTRACT_MAX = 108;
 /** Size of `struct sockaddr_storage`. */
 export const SOCKADDR_STORAGE_SIZE = 128;
 
@@ -64,7 +67,8 @@ export function parseIPv4(text: string): Uint8Array | null {
   const out = new Uint8Array(4);
   for (let i = 0; i < 4; i++) {
     const p = parts[i];
-    if (!/^\d{1,3}$/.test(p)) return null;
+    // No leading zeros: inet_aton() (and so getaddrinfo) reads "010" as octal 8 (CVE-2021-29921).
+    if (!/^(?:0|[1-9]\d{0,2})$/.test(p)) return null;
     const v = Number(p);
     if (v > 255) return null;
     out[i] = v;
@@ -134,16 +138,47 @@ export function formatIPv6(b: Uint8Array): string {
 }
 
 /**
+ * The `sin6_scope_id` of a zone: a decimal interface index or an interface
+ * name (`lo`, `eth0`), or null when there is no such interface.
+ */
+function scopeId(zone: string): number | null {
+  if (/^\d{1,10}$/.test(zone)) {
+    const v = Number(zone);
+    return v <= 0xffffffff ? v : null;
+  }
+  if (zone.length === 0 || zone.length > 15 || zone.includes("\0")) return null; // IFNAMSIZ is 16
+  const index = sym.if_nametoindex(new TextEncoder().encode(`${zone}\0`));
+  return index === 0 ? null : index;
+}
+
+/**
  * Encodes a numeric IP address and port, or a Unix socket path, as a
  * `struct sockaddr_*`.
  *
- * @throws {TypeError} if the host is not a numeric IPv4/IPv6 address, the port is out of range or the path too long.
+ * An IPv6 address may carry a zone (`fe80::1%eth0`, `fe80::1%2`): it becomes
+ * `sin6_scope_id`, which a link-local address needs. A Unix path starting
+ * with a NUL (`"\0name"`) is an abstract socket name (Linux): no file, and no
+ * trailing NUL in the address, as every byte of the name counts.
+ *
+ * @throws {TypeError} if the host is not a numeric IPv4/IPv6 address, the zone names no interface, the port is out
+ * of range or the path too long.
  */
 export function encodeSockaddr(
   addr: { host: string; port: number } | { path: string },
 ): { buf: Uint8Array; len: number; family: number } {
   if ("path" in addr) {
     const bytes = new TextEncoder().encode(addr.path);
+    if (bytes.length > 0 && bytes[0] === 0) {
+      if (bytes.length > UNIX_ABSTRACT_MAX) {
+        throw new TypeError(
+          `Abstract Unix socket name must be at most ${UNIX_ABSTRACT_MAX} bytes with its leading NUL, got ${bytes.length}`,
+        );
+      }
+      const buf = new Uint8Array(SOCKADDR_UN_SIZE);
+      new DataView(buf.buffer).setUint16(0, AF_UNIX, true);
+      buf.set(bytes, 2);
+      return { buf, len: 2 + bytes.length, family: AF_UNIX };
+    }
     if (bytes.length === 0 || bytes.length > UNIX_PATH_MAX) {
       throw new TypeError(
         `Unix socket path must be 1 to ${UNIX_PATH_MAX} bytes, got ${bytes.length}: ${JSON.stringify(addr.path)}`,
@@ -169,31 +204,57 @@ export function encodeSockaddr(
     return { buf, len: SOCKADDR_IN_SIZE, family: AF_INET };
   }
   const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-  const v6 = parseIPv6(bare);
+  const pct = bare.indexOf("%");
+  const v6 = parseIPv6(pct < 0 ? bare : bare.slice(0, pct));
   if (v6) {
+    const scope = pct < 0 ? 0 : scopeId(bare.slice(pct + 1));
+    if (scope === null) {
+      throw new TypeError(`Not a known IPv6 zone (interface name or index) in ${JSON.stringify(host)}`);
+    }
     const buf = new Uint8Array(SOCKADDR_IN6_SIZE);
     const dv = new DataView(buf.buffer);
     dv.setUint16(0, AF_INET6, true);
     dv.setUint16(2, port, false);
     buf.set(v6, 8);
+    dv.setUint32(24, scope, true); // sin6_scope_id, host order
     return { buf, len: SOCKADDR_IN6_SIZE, family: AF_INET6 };
   }
   throw new TypeError(`Not a numeric IPv4 or IPv6 address: ${JSON.stringify(host)}`);
 }
 
-/** Decodes a `struct sockaddr_*` of `len` bytes. */
+/**
+ * Decodes a `struct sockaddr_*` of `len` bytes, as the kernel reported it.
+ *
+ * `len` is clamped to the buffer (the kernel reports the full size of an
+ * address it truncated). An IPv6 address with a `sin6_scope_id` reads
+ * `fe80::1%2` (the interface index); an abstract Unix socket name keeps its
+ * leading NUL; an unnamed Unix socket has the path `""`.
+ *
+ * @throws {TypeError} for a length too short for the family (such as the 0 that
+ * `recvfrom` reports on a connected stream socket, leaving the buffer as it was)
+ * or an unsupported family.
+ */
 export function decodeSockaddr(buf: Uint8Array, len: number): SocketAddress {
+  const n = len < buf.byteLength ? len : buf.byteLength;
+  if (!(n >= 2)) throw new TypeError(`A socket address of ${len} bytes has no address family`);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const family = dv.getUint16(0, true);
   if (family === AF_INET) {
+    if (n < 8) throw new TypeError(`An IPv4 socket address needs 8 bytes, got ${n}`);
     return { family: "IPv4", address: `${buf[4]}.${buf[5]}.${buf[6]}.${buf[7]}`, port: dv.getUint16(2, false) };
   }
   if (family === AF_INET6) {
-    return { family: "IPv6", address: formatIPv6(buf.subarray(8, 24)), port: dv.getUint16(2, false) };
+    if (n < 24) throw new TypeError(`An IPv6 socket address needs 24 bytes, got ${n}`);
+    const scope = n >= SOCKADDR_IN6_SIZE ? dv.getUint32(24, true) : 0;
+    const address = formatIPv6(buf.subarray(8, 24));
+    return { family: "IPv6", address: scope === 0 ? address : `${address}%${scope}`, port: dv.getUint16(2, false) };
   }
   if (family === AF_UNIX) {
+    if (n > 2 && buf[2] === 0) {
+      return { family: "unix", path: `\0${new TextDecoder().decode(buf.subarray(3, n))}` }; // abstract
+    }
     let end = 2;
-    while (end < len && buf[end] !== 0) end++;
+    while (end < n && buf[end] !== 0) end++;
     return { family: "unix", path: new TextDecoder().decode(buf.subarray(2, end)) };
   }
   throw new TypeError(`Unsupported address family ${family}`);

@@ -41,6 +41,7 @@ import {
   F_GETFD,
   F_GETFL,
   F_SETFL,
+  FD_SETSIZE,
   IPPROTO_IPV6,
   IPV6_V6ONLY,
   O_CLOEXEC,
@@ -52,12 +53,15 @@ import {
 } from "./constants.ts";
 import {
   decodeSockaddr,
+  EPOLL_EVENT_SIZE,
   IOVEC_SIZE,
   MSGHDR_SIZE,
+  POLLFD_SIZE,
   RLIMIT_SIZE,
   SOCKADDR_STORAGE_SIZE,
   type SocketAddress,
   TIMESPEC_SIZE,
+  TIMEVAL_SIZE,
 } from "./structs.ts";
 
 const { EINTR, EAGAIN, EINPROGRESS, ECONNABORTED } = Errno;
@@ -127,6 +131,21 @@ function guardLength(len: number, size: number): void {
   if (len > size) throw new RangeError(`I/O length ${len} exceeds the buffer's ${size} bytes`);
 }
 
+/** Throws unless `count` entries of `size` bytes fit in `buf` (`what` names the array). */
+function guardCount(count: number, size: number, buf: Uint8Array | null, what: string): void {
+  const room = buf === null ? 0 : buf.byteLength;
+  if ((count >>> 0) !== count || count * size > room || count > 0x7fffffff) {
+    throw new RangeError(`${what} count must be an integer from 0 to ${Math.floor(room / size)}, got ${count}`);
+  }
+}
+
+/** Throws unless `len` bytes of a socket address fit in `addr`. */
+function guardAddrLen(len: number, addr: Uint8Array): void {
+  if ((len >>> 0) !== len || len > addr.byteLength) {
+    throw new RangeError(`Socket address length must be an integer from 0 to ${addr.byteLength}, got ${len}`);
+  }
+}
+
 // ---------------------------------------------------------------- epoll
 
 /** `epoll_create1(EPOLL_CLOEXEC)`. */
@@ -140,6 +159,9 @@ const CTL_VERB = ["", "register", "unregister", "modify"];
 
 /** `epoll_ctl(ep, op, fd, event)`; throws e.g. "Cannot register fd 7: EEXIST (epoll_ctl)". */
 export function epollCtl(ep: number, op: number, fd: number, event: Uint8Array): void {
+  if (event.byteLength < EPOLL_EVENT_SIZE) {
+    throw new RangeError(`An epoll_event needs ${EPOLL_EVENT_SIZE} bytes, got a buffer of ${event.byteLength}`);
+  }
   if (sym.epoll_ctl(ep, op, fd, event) < 0) {
     const e = errnoView[0];
     throw osError(e, "epoll_ctl", `Cannot ${CTL_VERB[op] ?? `op ${op}`} fd ${fd}`);
@@ -164,11 +186,35 @@ export function epollWait(ep: number, events: Deno.PointerValue, max: number, ti
 
 /** `poll(fds, nfds, timeout)`: the number of ready entries, or {@linkcode INTERRUPTED}. */
 export function poll(fds: Uint8Array, nfds: number, timeoutMs: number): number {
+  if ((nfds >>> 0) !== nfds || nfds * POLLFD_SIZE > fds.byteLength) guardCount(nfds, POLLFD_SIZE, fds, "pollfd");
   const n = sym.poll(fds, nfds, timeoutMs);
   if (n >= 0) return n;
   const e = errnoView[0];
   if (e === EINTR) return INTERRUPTED;
   throw osError(e, "poll", `Cannot poll ${nfds} fds`);
+}
+
+/**
+ * Throws unless `nfds` is at most FD_SETSIZE and each set holds the 64-bit
+ * words the kernel reads and writes for it (`ceil(nfds / 64) * 8` bytes), and
+ * a timeout is a whole `struct timeval`. Allocation-free when they are.
+ */
+function guardSelect(
+  nfds: number,
+  readFds: Uint8Array | null,
+  writeFds: Uint8Array | null,
+  timeout: Uint8Array | null,
+): void {
+  if ((nfds >>> 0) !== nfds || nfds > FD_SETSIZE) {
+    throw new RangeError(`select() nfds must be an integer from 0 to FD_SETSIZE (${FD_SETSIZE}), got ${nfds}`);
+  }
+  const need = ((nfds + 63) >>> 6) << 3;
+  if ((readFds !== null && readFds.byteLength < need) || (writeFds !== null && writeFds.byteLength < need)) {
+    throw new RangeError(`select() with nfds ${nfds} needs fd_set buffers of at least ${need} bytes`);
+  }
+  if (timeout !== null && timeout.byteLength < TIMEVAL_SIZE) {
+    throw new RangeError(`A struct timeval needs ${TIMEVAL_SIZE} bytes, got a buffer of ${timeout.byteLength}`);
+  }
 }
 
 /** `select(nfds, r, w, null, timeout)`: the number of ready fds, or {@linkcode INTERRUPTED}. */
@@ -178,6 +224,7 @@ export function select(
   writeFds: Uint8Array,
   timeout: Uint8Array | null,
 ): number {
+  guardSelect(nfds, readFds, writeFds, timeout);
   const n = sym.select(nfds, readFds, writeFds, null, timeout);
   if (n >= 0) return n;
   const e = errnoView[0];
@@ -206,6 +253,7 @@ export async function epollWaitAsync(
  * {@linkcode INTERRUPTED} for any failure. `fds` must not be touched until the promise settles.
  */
 export async function pollAsync(fds: Uint8Array, nfds: number, timeoutMs: number): Promise<number> {
+  guardCount(nfds, POLLFD_SIZE, fds, "pollfd");
   const n = await sym.poll_nb(fds, nfds, timeoutMs);
   return n < 0 ? INTERRUPTED : n;
 }
@@ -221,6 +269,7 @@ export async function selectAsync(
   writeFds: Uint8Array,
   timeout: Uint8Array | null,
 ): Promise<number> {
+  guardSelect(nfds, readFds, writeFds, timeout);
   const n = await sym.select_nb(nfds, readFds, writeFds, null, timeout);
   return n < 0 ? INTERRUPTED : n;
 }
@@ -297,6 +346,7 @@ export function send(fd: number, buf: Uint8Array, len: number = buf.byteLength, 
 
 /** `writev(fd, iov, count)` over a prepared iovec array: bytes written or {@linkcode WOULD_BLOCK}. */
 export function writev(fd: number, iov: Uint8Array, count: number): number {
+  if ((count >>> 0) !== count || count * IOVEC_SIZE > iov.byteLength) guardCount(count, IOVEC_SIZE, iov, "iovec");
   let n: number;
   do {
     n = ioResult(sym.writev(fd, iov, count), "writev", "write", fd);
@@ -306,6 +356,7 @@ export function writev(fd: number, iov: Uint8Array, count: number): number {
 
 /** `readv(fd, iov, count)` over a prepared iovec array: bytes read, 0 at end, or {@linkcode WOULD_BLOCK}. */
 export function readv(fd: number, iov: Uint8Array, count: number): number {
+  if ((count >>> 0) !== count || count * IOVEC_SIZE > iov.byteLength) guardCount(count, IOVEC_SIZE, iov, "iovec");
   let n: number;
   do {
     n = ioResult(sym.readv(fd, iov, count), "readv", "read", fd);
@@ -324,6 +375,10 @@ export function fillIovec(
   count: number = chunks.length,
   start = 0,
 ): void {
+  guardCount(count, IOVEC_SIZE, iov, "iovec");
+  if ((start >>> 0) !== start || start + count > chunks.length) {
+    throw new RangeError(`Cannot take ${count} chunks from index ${start} of ${chunks.length}`);
+  }
   const words = new BigUint64Array(iov.buffer, iov.byteOffset, count * 2);
   for (let i = 0; i < count; i++) {
     const c = chunks[start + i];
@@ -452,6 +507,7 @@ export function socket(domain: number, type: number, protocol = 0): number {
 
 /** `bind(fd, addr, len)`; `what` names the address in the message. */
 export function bind(fd: number, addr: Uint8Array, len: number, what: string): void {
+  guardAddrLen(len, addr);
   if (sym.bind(fd, addr, len) < 0) throw osError(errnoView[0], "bind", `Cannot bind ${what}`);
 }
 
@@ -468,6 +524,17 @@ export function listen(fd: number, backlog: number): void {
  * `EMFILE`/`ENFILE` throw: the caller must shed or pause (see net/).
  */
 export function accept(fd: number, addr: Uint8Array | null = null, lenBuf: Uint8Array | null = null): number {
+  if (addr !== null) {
+    // The kernel writes up to *lenBuf bytes of address into addr, and the length back into lenBuf.
+    const room = lenBuf === null || lenBuf.byteLength < 4
+      ? -1
+      : (lenBuf[0] | (lenBuf[1] << 8) | (lenBuf[2] << 16) | (lenBuf[3] << 24)) >>> 0;
+    if (room < 0 || room > addr.byteLength) {
+      throw new RangeError(
+        `accept() needs a 4-byte length buffer holding at most the address buffer's ${addr.byteLength} bytes`,
+      );
+    }
+  }
   for (;;) {
     const res = sym.accept4(fd, addr, lenBuf, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (res >= 0) return res;
@@ -484,6 +551,7 @@ export function accept(fd: number, addr: Uint8Array | null = null, lenBuf: Uint8
  * read `SO_ERROR`).
  */
 export function connect(fd: number, addr: Uint8Array, len: number, what: string): boolean {
+  guardAddrLen(len, addr);
   if (sym.connect(fd, addr, len) === 0) return true;
   const e = errnoView[0];
   if (e === EINPROGRESS || e === EINTR) return false;
@@ -556,8 +624,15 @@ export function getPeerName(fd: number): SocketAddress {
   return nameOf(fd, true);
 }
 
-/** `unlink(path)`; a missing file is not an error. */
+/**
+ * `unlink(path)`; a missing file is not an error. An abstract Unix socket
+ * name (a leading NUL) has no file: nothing to do.
+ *
+ * @throws {TypeError} for a path with a NUL byte elsewhere, which C would cut short there.
+ */
 export function unlink(path: string): void {
+  if (path.startsWith("\0")) return;
+  if (path.includes("\0")) throw new TypeError(`Cannot remove ${JSON.stringify(path)}: the path contains a NUL byte`);
   const bytes = new TextEncoder().encode(path + "\0");
   if (sym.unlink(bytes) < 0) {
     const e = errnoView[0];
@@ -585,6 +660,7 @@ export function recvFrom(fd: number, buf: Uint8Array, addr: Uint8Array, addrLen:
 /** `sendto(fd, buf, len, flags, addr, addrlen)`: bytes sent or {@linkcode WOULD_BLOCK}. */
 export function sendTo(fd: number, buf: Uint8Array, addr: Uint8Array, addrLen: number, flags = 0): number {
   if (buf.byteLength > MAX_IO) guardLength(buf.byteLength, buf.byteLength);
+  if ((addrLen >>> 0) !== addrLen || addrLen > addr.byteLength) guardAddrLen(addrLen, addr);
   let n: number;
   do {
     n = ioResult(sym.sendto(fd, buf, buf.byteLength, flags, addr, addrLen), "sendto", "send on", fd);

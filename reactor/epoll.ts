@@ -28,8 +28,10 @@ import {
   EPOLLRDHUP,
   epollWait,
   epollWaitAsync,
+  eventfd,
   INTERRUPTED,
   OSError,
+  write,
 } from "../ffi/mod.ts";
 import {
   BaseSelector,
@@ -52,6 +54,17 @@ function interestsToEpoll(events: number): number {
   if (events & EVENT_EDGE) ev |= EPOLLET;
   if (events & EVENT_ONESHOT) ev |= EPOLLONESHOT;
   return ev >>> 0;
+}
+
+/** Most events one `epoll_wait` may return (the kernel's `EP_MAX_EVENTS`: INT_MAX / sizeof(struct epoll_event)). */
+const MAX_EVENTS_LIMIT = Math.floor(0x7fffffff / EPOLL_EVENT_SIZE);
+
+/** `maxEvents`, checked: a positive integer the kernel accepts. */
+function checkMaxEvents(max: number): number {
+  if (!Number.isInteger(max) || max < 1 || max > MAX_EVENTS_LIMIT) {
+    throw new RangeError(`maxEvents must be an integer from 1 to ${MAX_EVENTS_LIMIT}, got ${max}`);
+  }
+  return max;
 }
 
 /** Options of {@linkcode EpollSelector}. */
@@ -87,19 +100,26 @@ export class EpollSelector<T = unknown> extends BaseSelector<T> {
   readonly #parkedWords: Uint32Array;
   readonly #ctl = new Uint8Array(16);
   readonly #ctlWords = new Uint32Array(this.#ctl.buffer);
+  /** An eventfd that `close()` adds to wake a pending `selectAsync()`; closed with `epfd`. */
+  #closeWakeFd = -1;
 
-  /** Creates the epoll instance (`epoll_create1`). */
+  /**
+   * Creates the epoll instance (`epoll_create1`).
+   *
+   * @throws {RangeError} if `maxEvents` is not an integer from 1 to INT_MAX / sizeof(struct epoll_event).
+   */
   constructor(options: EpollOptions = {}) {
-    const max = options.maxEvents ?? 1024;
+    const max = checkMaxEvents(options.maxEvents ?? 1024);
     super(max);
     this.#max = max;
-    this.epfd = epollCreate();
+    // The buffers first: nothing to clean up if one cannot be allocated.
     this.#events = new Uint8Array(max * EPOLL_EVENT_SIZE);
     this.#eventsPtr = Deno.UnsafePointer.of(this.#events);
     this.#words = new Uint32Array(this.#events.buffer);
     this.#parked = new Uint8Array(max * EPOLL_EVENT_SIZE);
     this.#parkedPtr = Deno.UnsafePointer.of(this.#parked);
     this.#parkedWords = new Uint32Array(this.#parked.buffer);
+    this.epfd = epollCreate();
   }
 
   #ctlOp(op: number, key: SelectorKey<T>): void {
@@ -132,13 +152,43 @@ export class EpollSelector<T = unknown> extends BaseSelector<T> {
     }
   }
 
-  /** Frees the backend's resources. */
+  /**
+   * Frees the backend's resources. With a `selectAsync()` pending, the epoll
+   * fd stays open until that wait returns: closed now, its number could be
+   * reused by another epoll instance before the wait starts on its thread, and
+   * the wait would consume that instance's events (edge-triggered and one-shot
+   * ones are then lost). An eventfd added to the set wakes the wait at once.
+   */
   protected release(): void {
+    if (!this.asyncPending) {
+      close(this.epfd);
+      return;
+    }
+    try {
+      const wake = eventfd();
+      this.#closeWakeFd = wake;
+      const w = this.#ctlWords;
+      w.fill(0); // data 0: token 0 belongs to no key
+      w[0] = EPOLLIN;
+      epollCtl(this.epfd, EPOLL_CTL_ADD, wake, this.#ctl);
+      this.#ctl.fill(0);
+      this.#ctl[0] = 1; // an eventfd counter is a u64; 1 in little-endian
+      write(wake, this.#ctl, 8);
+    } catch {
+      // No fd to spare (EMFILE): the wait returns at its timeout or on the next event instead.
+    }
+  }
+
+  /** Closes what `release()` left open for a pending wait, once that wait has returned. */
+  #releaseDeferred(): void {
     close(this.epfd);
+    if (this.#closeWakeFd >= 0) close(this.#closeWakeFd);
+    this.#closeWakeFd = -1;
   }
 
   /** Waits on the JS thread; see {@linkcode Selector.select}. */
   select(timeoutMs: number): number {
+    if (this.closed) this.checkNotClosed();
     const n = epollWait(this.epfd, this.#eventsPtr, this.#max, timeoutToInt(timeoutMs));
     this.interrupted = n === INTERRUPTED;
     return n > 0 ? this.#collect(this.#words, n) : 0;
@@ -146,7 +196,15 @@ export class EpollSelector<T = unknown> extends BaseSelector<T> {
 
   /** Waits off the JS thread; see {@linkcode Selector.selectAsync}. */
   async selectAsync(timeoutMs: number): Promise<number> {
-    const n = await epollWaitAsync(this.epfd, this.#parkedPtr, this.#max, timeoutToInt(timeoutMs));
+    // Only one wait at a time: the pending call owns #parked until it returns.
+    this.beginAsyncWait();
+    let n: number;
+    try {
+      n = await epollWaitAsync(this.epfd, this.#parkedPtr, this.#max, timeoutToInt(timeoutMs));
+    } finally {
+      this.endAsyncWait();
+      if (this.closed) this.#releaseDeferred(); // close() ran while the wait was pending
+    }
     this.interrupted = n === INTERRUPTED;
     return n > 0 && !this.closed ? this.#collect(this.#parkedWords, n) : 0;
   }

@@ -104,6 +104,7 @@ export class PollSelector<T = unknown> extends BaseSelector<T> {
 
   /** Waits on the JS thread; see {@linkcode Selector.select}. */
   select(timeoutMs: number): number {
+    if (this.closed) this.checkNotClosed();
     const n = poll(this.#bytes, this.#count, timeoutToInt(timeoutMs));
     this.interrupted = n === INTERRUPTED;
     return n > 0 ? this.#collect(this.#ev, this.#order, this.#count, n) : 0;
@@ -111,14 +112,21 @@ export class PollSelector<T = unknown> extends BaseSelector<T> {
 
   /** Waits off the JS thread; see {@linkcode Selector.selectAsync}. */
   async selectAsync(timeoutMs: number): Promise<number> {
-    // The pending call owns its copy: registrations may change while it waits.
-    const count = this.#count;
-    const size = count * POLLFD_SIZE;
-    if (this.#parked.byteLength < size) this.#parked = new Uint8Array(this.#bytes.byteLength);
-    const parked = this.#parked;
-    parked.set(this.#bytes.subarray(0, size));
-    const order = this.#order.slice(0, count);
-    const n = await pollAsync(parked, count, timeoutToInt(timeoutMs));
+    // Only one wait at a time: the pending call owns #parked until it returns.
+    this.beginAsyncWait();
+    let n: number, parked: Uint8Array, order: SelectorKey<T>[], count: number;
+    try {
+      // The pending call owns its copy: registrations may change while it waits.
+      count = this.#count;
+      const size = count * POLLFD_SIZE;
+      if (this.#parked.byteLength < size) this.#parked = new Uint8Array(this.#bytes.byteLength);
+      parked = this.#parked;
+      parked.set(this.#bytes.subarray(0, size));
+      order = this.#order.slice(0, count);
+      n = await pollAsync(parked, count, timeoutToInt(timeoutMs));
+    } finally {
+      this.endAsyncWait();
+    }
     this.interrupted = n === INTERRUPTED;
     if (n <= 0 || this.closed) return 0;
     return this.#collect(new Int16Array(parked.buffer), order, count, n);

@@ -108,6 +108,7 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
 
   /** Waits on the JS thread; see {@linkcode Selector.select}. */
   select(timeoutMs: number): number {
+    if (this.closed) this.checkNotClosed();
     this.#r.set(this.#wantR);
     this.#w.set(this.#wantW);
     const tv = this.#timeval(this.#tv, this.#tvWords, timeoutMs);
@@ -118,13 +119,20 @@ export class SelectSelector<T = unknown> extends BaseSelector<T> {
 
   /** Waits off the JS thread; see {@linkcode Selector.selectAsync}. */
   async selectAsync(timeoutMs: number): Promise<number> {
-    this.#pr.set(this.#wantR);
-    this.#pw.set(this.#wantW);
-    const tv = this.#timeval(this.#ptv, this.#ptvWords, timeoutMs);
-    // The pending call owns a snapshot of the keys: registrations may change while it waits.
-    const maxFd = this.#maxFd;
-    const keys = this.keys.slice(0, maxFd + 1);
-    const n = await selectOffThread(maxFd + 1, this.#prBytes, this.#pwBytes, tv);
+    // Only one wait at a time: the pending call owns the parked sets and timeval until it returns.
+    this.beginAsyncWait();
+    let n: number, keys: (SelectorKey<T> | undefined)[], maxFd: number;
+    try {
+      this.#pr.set(this.#wantR);
+      this.#pw.set(this.#wantW);
+      const tv = this.#timeval(this.#ptv, this.#ptvWords, timeoutMs);
+      // The pending call owns a snapshot of the keys: registrations may change while it waits.
+      maxFd = this.#maxFd;
+      keys = this.keys.slice(0, maxFd + 1);
+      n = await selectOffThread(maxFd + 1, this.#prBytes, this.#pwBytes, tv);
+    } finally {
+      this.endAsyncWait();
+    }
     this.interrupted = n === INTERRUPTED;
     return n > 0 && !this.closed ? this.#collect(this.#pr, this.#pw, keys, maxFd) : 0;
   }

@@ -164,6 +164,7 @@ export abstract class BaseSelector<T = unknown> implements Selector<T> {
   protected keys: (SelectorKey<T> | undefined)[] = [];
   #size = 0;
   #nextToken = 1;
+  #asyncPending = false;
   /** Set by `close()`. */
   protected closed = false;
 
@@ -275,6 +276,40 @@ export abstract class BaseSelector<T = unknown> implements Selector<T> {
     const next = new Uint32Array(capacity);
     next.set(this.readyEvents);
     this.readyEvents = next;
+  }
+
+  /** True while a `selectAsync()` is pending (between {@linkcode beginAsyncWait} and {@linkcode endAsyncWait}). */
+  protected get asyncPending(): boolean {
+    return this.#asyncPending;
+  }
+
+  /**
+   * Throws when the selector is closed: a wait must not run on released
+   * resources (for epoll, a closed fd number that another epoll instance may
+   * have taken, whose events the wait would consume).
+   */
+  protected checkNotClosed(): void {
+    if (this.closed) throw new Error(`The ${this.name} selector is closed`);
+  }
+
+  /**
+   * Call first in `selectAsync()`: throws if the selector is closed or a wait
+   * is already pending (its buffers belong to the kernel until it returns),
+   * else marks one as pending. Pair it with {@linkcode endAsyncWait} in a `finally`.
+   */
+  protected beginAsyncWait(): void {
+    this.checkNotClosed();
+    if (this.#asyncPending) {
+      throw new Error(
+        `selectAsync() is already pending on this ${this.name} selector: only one wait may be pending at a time`,
+      );
+    }
+    this.#asyncPending = true;
+  }
+
+  /** Marks the pending `selectAsync()` as returned. */
+  protected endAsyncWait(): void {
+    this.#asyncPending = false;
   }
 
   /** Throws EBADF if `fd` is not an open descriptor (poll and select learn it only at wait time). */
