@@ -18,7 +18,7 @@ export interface HostPort {
 
 /** A Unix socket endpoint. */
 export interface UnixPath {
-  /** The socket file's path (at most 107 bytes). */
+  /** The socket file's path (at most 107 bytes), or an abstract name: a leading NUL (`"\0name"`), no file. */
   path: string;
 }
 
@@ -41,7 +41,8 @@ export function resolveHost(host: string): string {
   if (host === "localhost") return "127.0.0.1";
   if (parseIPv4(host)) return host;
   const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-  if (parseIPv6(bare)) return bare;
+  const zone = bare.indexOf("%"); // a link-local scope, `fe80::1%lo`: encodeSockaddr checks the interface
+  if (parseIPv6(zone < 0 ? bare : bare.slice(0, zone))) return bare;
   throw new TypeError(
     `Cannot use host ${
       JSON.stringify(host)

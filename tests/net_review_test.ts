@@ -16,6 +16,7 @@ import { type BackendName, type ErrorContext, Reactor } from "../reactor/mod.ts"
 import { assertNoFdLeak, BACKENDS, occupyBelow, unusedPort } from "./_helpers.ts";
 import { codeOf, Recorder, resettingClient, turns, until } from "./_net.ts";
 import { stopAndClose } from "./_reactor.ts";
+import { resolveHost } from "../net/address.ts";
 
 interface Reported {
   error: unknown;
@@ -409,6 +410,28 @@ for (const backend of BACKENDS) {
       await turns(reactor, 2);
       const ours = reported.filter((r) => (r.error as Error).message === "the connection handler failed");
       assert.equal(ours.length, 1, `reported ${ours.length} times`);
+    });
+  });
+}
+
+Deno.test("a link-local IPv6 host with a zone (`fe80::1%lo`) reaches the socket layer, not a host-name error", () => {
+  assert.equal(resolveHost("fe80::1%lo"), "fe80::1%lo");
+  assert.equal(resolveHost("[fe80::1%1]"), "fe80::1%1");
+  assert.throws(() => resolveHost("fe80::zz%lo"), TypeError);
+});
+
+for (const backend of BACKENDS) {
+  Deno.test(`an abstract Unix socket (a leading NUL) listens, connects and echoes (${backend})`, async () => {
+    await withReactor(backend, async ({ reactor, track }) => {
+      const path = `\0fdloop-review-${Deno.pid}-${backend}`;
+      const server = track(listen({ path, reactor }, (conn) => conn.on("data", (chunk) => conn.write(chunk))));
+      const client = track(connect({ path, reactor }));
+      let got = "";
+      client.on("data", (chunk) => got += new TextDecoder().decode(chunk));
+      client.on("connect", () => client.write("abstract"));
+      await until(() => got === "abstract", "the echo over the abstract socket", 2000);
+      assert.equal(server.address.family, "unix");
+      client.end();
     });
   });
 }
