@@ -114,6 +114,7 @@ const L_TRANSFER_ENCODING = ascii("transfer-encoding");
 const L_CHUNKED = ascii("chunked");
 const L_CLOSE = ascii("close");
 const L_KEEP_ALIVE = ascii("keep-alive");
+const L_UPGRADE = ascii("upgrade");
 const L_100_CONTINUE = ascii("100-continue");
 
 /** Largest chunk size accepted before the body limit applies is 2^53: 2^53 / 16. */
@@ -272,6 +273,12 @@ export class RequestHead {
    * when `Connection` lists `keep-alive` (and not `close`).
    */
   keepAlive: boolean = true;
+  /**
+   * Whether `Connection` lists `upgrade`: the client asks to switch protocols
+   * (`Upgrade: websocket`, `h2c`). The parser reads on as HTTP; the server,
+   * which switches to nothing, answers and closes.
+   */
+  upgrade: boolean = false;
   /** Whether an HTTP/1.1 request carries `Expect: 100-continue` (ignored in HTTP/1.0, RFC 9110 §10.1.1). */
   expectContinue: boolean = false;
   /** The number of header fields (trailers excluded). */
@@ -600,6 +607,7 @@ export class RequestParser {
   #hosts = 0;
   #connClose = false;
   #connKeepAlive = false;
+  #connUpgrade = false;
   #expect = false;
 
   // A head split across reads, copied here from its first byte.
@@ -884,7 +892,11 @@ export class RequestParser {
       this.#teOther =
       this.#teEmpty =
         false;
-    this.#connClose = this.#connKeepAlive = this.#expect = false;
+    this.#connClose =
+      this.#connKeepAlive =
+      this.#connUpgrade =
+      this.#expect =
+        false;
     this.#teChunked = this.#hosts = 0;
   }
 
@@ -1241,7 +1253,7 @@ export class RequestParser {
     }
   }
 
-  /** Looks for `close` and `keep-alive` in a Connection list (case-insensitive; empty elements ignored). */
+  /** Looks for `close`, `keep-alive` and `upgrade` in a Connection list (case-insensitive; empty elements ignored). */
   #connection(b: Uint8Array, vs: number, ve: number): void {
     for (let i = vs; i < ve;) {
       let e = i;
@@ -1252,6 +1264,7 @@ export class RequestParser {
       while (t > s && isOws(b[t - 1])) t--;
       if (t - s === 5 && eqLit(b, s, L_CLOSE)) this.#connClose = true;
       else if (t - s === 10 && eqLit(b, s, L_KEEP_ALIVE)) this.#connKeepAlive = true;
+      else if (t - s === 7 && eqLit(b, s, L_UPGRADE)) this.#connUpgrade = true;
       i = e + 1;
     }
   }
@@ -1305,6 +1318,7 @@ export class RequestParser {
     head.contentLength = cl;
     head.chunked = this.#teSeen;
     head.keepAlive = !this.#connClose && (minor === 1 || this.#connKeepAlive);
+    head.upgrade = this.#connUpgrade;
     head.expectContinue = minor === 1 && this.#expect;
 
     if (this.#teSeen) {

@@ -348,7 +348,10 @@ class Exchange implements HttpRequest, HttpResponse {
     const method = head.method();
     if (method === "HEAD") bits |= X_IS_HEAD;
     // After a CONNECT the client's bytes are a tunnel, which this engine does not make: close after the answer.
+    // The same after an Upgrade request: a proxy that starts tunnelling before it sees a 101 would otherwise
+    // pass the requests behind it unseen (the WebSocket/h2c smuggling pattern).
     else if (method === "CONNECT") bits |= X_CLOSE_AFTER;
+    if (head.upgrade) bits |= X_CLOSE_AFTER;
     if (!(head.chunked || head.contentLength > 0)) bits |= X_REQUEST_COMPLETE;
     this.#bits = bits;
   }

@@ -233,6 +233,18 @@ Deno.test("`listenHttp()` review: a rejection behind a pending response answers 
   });
 });
 
+Deno.test("`RequestParser`: `Connection` listing `upgrade` (any case, among others) sets `head.upgrade`", () => {
+  const seen: boolean[] = [];
+  const parser = new RequestParser({
+    onHead: (head) => void seen.push(head.upgrade),
+    onBody() {},
+    onComplete() {},
+  });
+  const req = (connection: string) => `GET / HTTP/1.1\r\nHost: t\r\nConnection: ${connection}\r\n\r\n`;
+  assert.equal(parser.execute(bytes(req("Upgrade") + req("keep-alive, UPGRADE") + req("upgrades") + req("close"))), 0);
+  assert.deepEqual(seen, [true, true, false, false]);
+});
+
 // Found in `http/server.ts` by the same review.
 
 Deno.test({

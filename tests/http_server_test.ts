@@ -267,6 +267,16 @@ for (const backend of BACKENDS) {
       assert.equal(r.closed, true);
     }));
 
+  test("answers an Upgrade request, then closes: the requests behind it are not processed", (b) =>
+    httpTest(b, {}, routes, async ({ port }) => {
+      const r = await rawRequest(
+        port,
+        `GET / HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET /echo HTTP/1.1\r\n${H}\r\n`,
+      );
+      assert.deepEqual(parseResponses(r.text).map((x) => [x.status, x.headers.get("connection")]), [[200, "close"]]);
+      assert.equal(r.closed, true);
+    }));
+
   test("closes an idle keep-alive connection after idleTimeout", (b) =>
     httpTest(b, { idleTimeout: 100 }, routes, async ({ port }) => {
       const r = await rawRequest(port, `GET / HTTP/1.1\r\n${H}\r\n`, { timeoutMs: 3000 });
