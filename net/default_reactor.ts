@@ -29,8 +29,9 @@ export function soon(reactor: Reactor, fn: () => void): void {
 }
 
 /**
- * The process-wide default {@linkcode Reactor}, created on first use. Every
- * `net` call without a `reactor` option uses it.
+ * The process-wide default {@linkcode Reactor}, created on first use (and
+ * again after someone closed it). Every `net` call without a `reactor`
+ * option uses it.
  *
  * @example
  * ```ts
@@ -41,7 +42,9 @@ export function soon(reactor: Reactor, fn: () => void): void {
  * ```
  */
 export function defaultReactor(): Reactor {
-  return shared ??= new Reactor();
+  // A closed one is of no use to anybody: every later listen(), serve() or request() would throw.
+  if (shared === undefined || shared.closed) shared = new Reactor();
+  return shared;
 }
 
 interface Hold {
@@ -69,10 +72,13 @@ export function holdRunning(reactor: Reactor): () => void {
     if (released) return;
     released = true;
     hold.count--;
-    if (hold.count === 0 && hold.running !== null) {
+    const run = hold.running;
+    if (hold.count === 0 && run !== null) {
       // On the loop's next turn, so a hold taken meanwhile (a request right after another) keeps it going.
+      // Only that run: a check left queued when it ended otherwise (stop() in its last turn) would stop
+      // the next run of the reactor, the program's own or one a later hold started.
       reactor.callSoon(() => {
-        if (hold.count === 0) reactor.stop();
+        if (hold.count === 0 && hold.running === run) reactor.stop();
       });
     }
   };
@@ -81,8 +87,8 @@ export function holdRunning(reactor: Reactor): () => void {
 function startRun(reactor: Reactor, hold: Hold): void {
   hold.running = reactor.run().then(() => {
     hold.running = null;
-    // Taken again while the loop was stopping: run on.
-    if (hold.count > 0 && !reactor.closed) startRun(reactor, hold);
+    // Taken again while the loop was stopping: run on, unless the program runs it itself by now.
+    if (hold.count > 0 && !reactor.closed && !reactor.running) startRun(reactor, hold);
   }, (err) => {
     hold.running = null;
     reactor.reportError(err, { source: "callSoon" });

@@ -49,6 +49,8 @@ export interface ReactorOptions {
    * points (see {@linkcode Reactor.time}); a test can substitute a fake one and
    * drive the loop with `runOnce(0)` to fire timers without waiting. The
    * selector's waits still take real time: only the timer arithmetic moves.
+   * A clock that steps back (`Date.now`) delays timers until it catches up,
+   * but not `run()`'s yields nor `runSync()`'s slices, which start over.
    */
   clock?: () => number;
 }
@@ -63,7 +65,7 @@ export interface ReactorMetrics {
   timersFired: number;
   /** `callSoon` callbacks run. */
   callbacks: number;
-  /** Exceptions thrown by callbacks and passed to `onError`. */
+  /** Errors passed to `onError`: exceptions thrown by callbacks, and transport errors (`reportError()`). */
   errors: number;
   /** Milliseconds spent waiting in the selector with a non-zero timeout. */
   blockedMs: number;
@@ -323,6 +325,11 @@ export class Reactor {
   #watch(fd: number, callback: IOCallback, event: number): void {
     this.#checkOpen();
     if (typeof callback !== "function") throw new TypeError("callback must be a function");
+    if (fd === this.#wakeFd) {
+      // A stale fd number (closed, then reused by this reactor): taking over the eventfd would leave wake-ups
+      // undrained, or (a writer) keep the loop from ever parking.
+      throw new Error(`Cannot watch fd ${fd}: it is this reactor's own wake-up eventfd (was the fd closed?)`);
+    }
     const sel = this.#selector;
     const key = sel.get(fd);
     if (key === undefined) {
@@ -385,6 +392,7 @@ export class Reactor {
 
   /** Runs `callback` every `intervalMs` (≥ 1) until the handle is cancelled. */
   callEvery(intervalMs: number, callback: () => void): TimerHandle {
+    if (typeof intervalMs !== "number") throw new TypeError(`Interval must be a number, got ${typeof intervalMs}`);
     if (!(intervalMs >= 1)) throw new RangeError(`Interval must be at least 1 ms, got ${intervalMs}`);
     return this.#schedule(this.time() + intervalMs, callback, intervalMs);
   }
@@ -392,6 +400,8 @@ export class Reactor {
   #schedule(when: number, callback: () => void, interval: number): TimerHandle {
     this.#checkOpen();
     if (typeof callback !== "function") throw new TypeError("callback must be a function");
+    // A time that compares with nothing (undefined, a string) would sit at the top of the heap and block every timer.
+    if (typeof when !== "number") throw new TypeError(`Timer time must be a number, got ${typeof when}`);
     if (Number.isNaN(when)) throw new RangeError("Timer time must be a number, got NaN");
     const h = new Timer(when, this.#seq++, callback, interval, this.#cancelTimer);
     this.#timers.push(h);
@@ -424,7 +434,12 @@ export class Reactor {
     this.#enter();
     try {
       this.#updateTime();
-      return this.#runCallbacks(this.#wait(this.#timeout(timeoutMs)));
+      // NaN waits forever, as a negative timeout does, but still no longer than the next timer.
+      const limit = timeoutMs >= 0 ? timeoutMs : -1;
+      // What metrics.events counted: the I/O callbacks, not this loop's own wake-up (see #drainWake).
+      const events = this.#metrics.events;
+      this.#runCallbacks(this.#wait(this.#timeout(limit)));
+      return this.#metrics.events - events;
     } finally {
       this.#leave();
     }
@@ -464,7 +479,9 @@ export class Reactor {
         } finally {
           this.#inCallbacks = false;
         }
-        if (this.#updateTime() - lastYield >= this.#yieldMs) {
+        const sinceYield = this.#updateTime() - lastYield;
+        // A clock that went back (a substituted one) counts as due: never wait for it to catch up.
+        if (sinceYield >= this.#yieldMs || sinceYield < 0) {
           await this.#yieldToDeno();
           lastYield = this.#updateTime();
         }
@@ -505,11 +522,16 @@ export class Reactor {
     const slice = options.sliceMs === undefined ? -1 : Math.max(1, options.sliceMs);
     this.#enter();
     try {
-      const deadline = this.#updateTime() + slice;
+      let deadline = this.#updateTime() + slice;
       while (!this.#stopping) {
         let t = this.#timeout(-1);
         if (slice > 0) {
-          const left = deadline - this.#now;
+          let left = deadline - this.#now;
+          if (left > slice) {
+            // The clock went back: a slice is a slice, not a wait until the clock catches up.
+            deadline = this.#now + slice;
+            left = slice;
+          }
           if (left <= 0) return "yielded";
           if (t < 0 || t > left) t = left;
         }
@@ -529,8 +551,8 @@ export class Reactor {
    * Registered fds are not closed: they belong to their owners. Timers that
    * have not fired are dropped; `callSoon()` callbacks that have not run yet
    * are due already, so they run as microtasks after the close (exceptions go
-   * to `onError`): a transport destroyed just before `close()` still emits
-   * its `close` event.
+   * to `onError`; `cancel()` before then still cancels): a transport destroyed
+   * just before `close()` still emits its `close` event.
    */
   close(): void {
     if (this.#closed) return;
@@ -544,8 +566,10 @@ export class Reactor {
     this.#soonNext = [];
     for (const h of pending) {
       if (h.cancelled) continue;
-      h.cancelled = true;
       queueMicrotask(() => {
+        if (h.cancelled) return; // cancelled after close(): cancel() still means "not run"
+        h.cancelled = true;
+        this.#metrics.callbacks++;
         try {
           h.callback();
         } catch (err) {
@@ -624,7 +648,8 @@ export class Reactor {
       return await this.#selector.selectAsync(timeout);
     } finally {
       this.#parked = false;
-      this.#metrics.blockedMs += this.#updateTime() - start;
+      const blocked = this.#updateTime() - start;
+      if (blocked > 0) this.#metrics.blockedMs += blocked; // a clock that went back measured nothing
     }
   }
 
@@ -638,6 +663,7 @@ export class Reactor {
    * under load (one turn per yield) against 11 ms.
    */
   async #yieldToDeno(): Promise<void> {
+    if (this.#stopping) return; // run() returns now: Deno gets its turn anyway
     this.#metrics.yields++;
     let fired = false;
     const timer = setTimeout(() => {
@@ -661,7 +687,8 @@ export class Reactor {
     if (ready !== 0 || this.#stopping) return ready;
     const start = this.#clock(); // blockedMs counts the blocking wait, not the polls before it
     const n = this.#selector.select(timeout);
-    this.#metrics.blockedMs += this.#updateTime() - start;
+    const blocked = this.#updateTime() - start;
+    if (blocked > 0) this.#metrics.blockedMs += blocked; // a clock that went back measured nothing
     return n;
   }
 
@@ -676,7 +703,8 @@ export class Reactor {
   /**
    * The phases after a wait, in order: dispatch the `n` ready I/O callbacks,
    * run the timers due at the loop's time, run the `callSoon` batch.
-   * Returns the number of I/O callbacks dispatched.
+   * Returns the number of I/O callbacks dispatched, the wake-up's drain
+   * included (`metrics.events` and `runOnce()` leave it out).
    */
   #runCallbacks(n: number): number {
     this.#metrics.iterations++;
@@ -777,7 +805,13 @@ export class Reactor {
     write(this.#wakeFd, WAKE_VALUE);
   }
 
+  /**
+   * The eventfd's reader. Not an I/O event of the user's: `#dispatchIO` counted it in the batch's
+   * `dispatched`, which it adds to `metrics.events` after the batch, so it is taken back here (no
+   * cost on the hot path, where a wake-up is rare and already costs two syscalls).
+   */
   readonly #drainWake = (): void => {
+    this.#metrics.events--;
     this.#wakePending = false;
     read(this.#wakeFd, this.#wakeBuf);
   };

@@ -22,7 +22,7 @@
  * ```
  */
 export interface TimerHandle {
-  /** True once cancelled (or, for a one-shot timer, once it has run). */
+  /** True once cancelled (or, for a one-shot timer, once it has run; or dropped by the reactor's `close()`). */
   readonly cancelled: boolean;
   /** Due time on the reactor's clock, in ms (0 for `callSoon`). */
   readonly when: number;
@@ -32,7 +32,7 @@ export interface TimerHandle {
 
 /** The reactor's record of a scheduled callback; users see it as a {@linkcode TimerHandle}. */
 export class Timer implements TimerHandle {
-  /** True once cancelled (or, for a one-shot timer, once it has run). */
+  /** True once cancelled (or, for a one-shot timer, once it has run; or dropped by the reactor's `close()`). */
   cancelled = false;
   /** Position in the heap, or -1. */
   heapIndex = -1;
@@ -115,9 +115,12 @@ export class TimerHeap {
     if (this.#cancelled > 64 && this.#cancelled * 2 > this.#heap.length) this.#compact();
   }
 
-  /** Drops every timer. */
+  /** Drops every timer: their handles read as cancelled, since none will run. */
   clear(): void {
-    for (const h of this.#heap) h.heapIndex = -1;
+    for (const h of this.#heap) {
+      h.heapIndex = -1;
+      h.cancelled = true;
+    }
     this.#heap = [];
     this.#cancelled = 0;
   }
