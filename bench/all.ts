@@ -1,7 +1,7 @@
 /**
  * Every benchmark that writes `bench/results/`, one after the other, each
  * with the settings of its committed figures, then `bench/RESULTS.md`
- * rendered anew. Takes about half an hour; run it on a quiet machine.
+ * rendered anew. Takes about ten minutes; run it on a quiet machine.
  *
  *   deno task bench:all                    (deno run -A bench/all.ts)
  *   deno run -A bench/all.ts --only scaling,echo_alloc,http_alloc

@@ -54,7 +54,7 @@ export interface ServeServer {
   readonly finished: Promise<void>;
   /** The bound address. */
   readonly addr: { hostname: string; port: number; transport: "tcp" };
-  /** Stops accepting, lets requests in flight finish, then resolves. */
+  /** Stops accepting, lets requests in flight finish (closing what is left after 10 s), then resolves. */
   shutdown(): Promise<void>;
   /** The engine underneath, for its raw counters. */
   readonly server: HttpServer;
@@ -85,9 +85,12 @@ function defaultOnError(error: unknown): Response {
  * `shutdown()`, exactly as with `Deno.serve`. With a `reactor`, running it
  * is yours (`run()` or `runSync()`).
  *
- * Request bodies are `ReadableStream`s (bounded by `maxBodyBytes`); a
- * response body that is a stream is sent chunked, waiting for the client
- * when it falls behind.
+ * Request bodies are `ReadableStream`s (bounded by `maxBodyBytes`). A
+ * response body is framed as `Deno.serve` frames it: one whose chunks are
+ * all ready at once (a string, bytes, a stream with its chunks queued) with
+ * its real `Content-Length`; a stream that comes later chunked (or cut at the
+ * handler's `Content-Length`), as it comes, waiting for the client when it
+ * falls behind.
  *
  * @example
  * ```ts

@@ -60,7 +60,10 @@ export interface HttpServerOptions {
   maxUriBytes?: number;
   /** Largest request body (default 8 MiB); past it: 413. */
   maxBodyBytes?: number;
-  /** The whole header section must arrive within this many ms of its first byte (default 20 000); then 408 and close. */
+  /**
+   * The whole header section must arrive within this many ms (default 20 000) of the accept, or on a keep-alive
+   * connection of the request's first byte; then 408 and close (a connection that sent nothing is just closed).
+   */
   headerTimeout?: number;
   /** A request body must arrive within this many ms of its head (default 60 000); then 408 and close. */
   bodyTimeout?: number;

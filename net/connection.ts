@@ -43,7 +43,7 @@ export interface ConnectionEvents {
   data: (chunk: Uint8Array) => void;
   /** The peer half-closed: no more data will arrive. */
   end: () => void;
-  /** The write queue fell below the low-water mark after `write()` returned false. */
+  /** The write queue fell to the low-water mark (or below) after `write()` returned false. */
   drain: () => void;
   /** An error; `close` follows. */
   error: (error: Error) => void;

@@ -50,6 +50,7 @@ export function createSelector<T = unknown>(name?: BackendName): Selector<T> {
 /**
  * The old name of {@linkcode createSelector}.
  *
- * @deprecated Use {@linkcode createSelector}: this function makes a new selector on every call.
+ * @deprecated Use {@linkcode createSelector}: the name suggests one shared default, but this makes a new selector
+ * on every call, as `createSelector` does.
  */
 export const defaultSelector: typeof createSelector = createSelector;

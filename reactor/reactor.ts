@@ -45,7 +45,7 @@ export interface ReactorOptions {
   yieldIntervalMs?: number;
   /**
    * The clock, in ms (default: `performance.now()`'s time, read with
-   * `clock_gettime(CLOCK_MONOTONIC)` at less than half its cost). The loop reads it at fixed
+   * `clock_gettime(CLOCK_MONOTONIC)` at about half its cost). The loop reads it at fixed
    * points (see {@linkcode Reactor.time}); a test can substitute a fake one and
    * drive the loop with `runOnce(0)` to fire timers without waiting. The
    * selector's waits still take real time: only the timer arithmetic moves.
