@@ -211,6 +211,8 @@ export class Reactor {
   #stopping = false;
   #closed = false;
   #parked = false;
+  /** When the parked wait ends by itself, on the loop's clock (Infinity while not parked: any timer wakes). */
+  #parkUntil = Infinity;
   #wakePending = false;
   readonly #wakeFd: number;
   readonly #wakeBuf = new Uint8Array(8);
@@ -405,7 +407,8 @@ export class Reactor {
     if (Number.isNaN(when)) throw new RangeError("Timer time must be a number, got NaN");
     const h = new Timer(when, this.#seq++, callback, interval, this.#cancelTimer);
     this.#timers.push(h);
-    this.#wake();
+    // A parked wait ends by itself before a timer due after it: waking it would cost a thread hop for nothing.
+    if (when < this.#parkUntil) this.#wake();
     return h;
   }
 
@@ -644,10 +647,12 @@ export class Reactor {
   async #park(timeout: number): Promise<number> {
     this.#parked = true;
     const start = this.#clock(); // blockedMs counts the wait, not the polls before it
+    this.#parkUntil = timeout < 0 ? Infinity : start + timeout;
     try {
       return await this.#selector.selectAsync(timeout);
     } finally {
       this.#parked = false;
+      this.#parkUntil = Infinity;
       const blocked = this.#updateTime() - start;
       if (blocked > 0) this.#metrics.blockedMs += blocked; // a clock that went back measured nothing
     }

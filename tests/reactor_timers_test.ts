@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { read, write } from "../ffi/mod.ts";
 import type { TimerHandle } from "../reactor/mod.ts";
 import { Timer, TimerHeap } from "../reactor/timers.ts";
-import { ONE, reactorTest, runSyncBounded, testEveryBackend } from "./_reactor.ts";
+import { delay, ONE, reactorTest, runSyncBounded, testEveryBackend, waitFor } from "./_reactor.ts";
 
 const fake = { fakeClock: true };
 
@@ -417,4 +417,26 @@ reactorTest(
     assert.deepEqual(ticks, [10, 12], "then every 2 ms from the late tick");
   },
   { fakeClock: true },
+);
+
+testEveryBackend(
+  "a timer scheduled while `run()` is parked wakes it only when due before the park would end",
+  async ({ reactor }) => {
+    const fired: string[] = [];
+    reactor.callLater(300, () => {
+      fired.push("300");
+      reactor.stop();
+    });
+    const running = reactor.run();
+    await waitFor(() => reactor.metrics.parks === 1, "the loop to park until the 300 ms timer");
+    reactor.callLater(10_000, () => fired.push("far")); // due after the park ends: no wake-up
+    // A wake-up would end the park and start another within a thread hop; 50 ms is a wide margin for that.
+    await delay(50);
+    assert.equal(reactor.metrics.parks, 1, "the far timer woke the parked loop");
+    reactor.callLater(20, () => fired.push("20")); // due before: wakes the park
+    await running;
+    assert.deepEqual(fired, ["20", "300"]);
+    // The first park (woken), one until the 20 ms timer, one until 300.
+    assert.equal(reactor.metrics.parks, 3);
+  },
 );
