@@ -8,13 +8,19 @@ import { EpollSelector } from "./epoll.ts";
 import { PollSelector } from "./poll.ts";
 import { SelectSelector } from "./select.ts";
 import type { BackendName, Selector } from "./selector.ts";
+import { OSError } from "../ffi/mod.ts";
+
+/** Errors of `epoll_create1` that say nothing about epoll itself. */
+const OUT_OF_RESOURCES = new Set(["EMFILE", "ENFILE", "ENOMEM"]);
 
 /** Every backend name, best first. */
 export const BACKENDS: readonly BackendName[] = ["epoll", "poll", "select"];
 
 /**
  * Creates a selector: the named backend, or the best this system has
- * (epoll, then poll, then select).
+ * (epoll, then poll, then select). Without a name, an epoll that cannot be
+ * made for want of fds or memory (`EMFILE`, `ENFILE`, `ENOMEM`) throws that
+ * `OSError` rather than falling back to poll.
  *
  * @param name `"epoll"`, `"poll"` or `"select"`; omit for the best available.
  * @returns A new selector; `close()` it when done.
@@ -39,7 +45,10 @@ export function createSelector<T = unknown>(name?: BackendName): Selector<T> {
     case undefined:
       try {
         return new EpollSelector<T>();
-      } catch {
+      } catch (err) {
+        // Out of fds or memory is the caller's problem, which poll would only hide until the next socket;
+        // anything else (ENOSYS, EPERM from a sandbox) means no epoll here.
+        if (err instanceof OSError && OUT_OF_RESOURCES.has(err.code)) throw err;
         return new PollSelector<T>();
       }
     default:

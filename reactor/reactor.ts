@@ -522,7 +522,11 @@ export class Reactor {
     options: { returnOnSignal?: boolean; sliceMs?: number } = {},
   ): "stopped" | "interrupted" | "yielded" {
     const returnOnSignal = options.returnOnSignal ?? true;
-    const slice = options.sliceMs === undefined ? -1 : Math.max(1, options.sliceMs);
+    const sliceMs = options.sliceMs;
+    if (sliceMs !== undefined && (typeof sliceMs !== "number" || Number.isNaN(sliceMs))) {
+      throw new TypeError(`sliceMs must be a number of milliseconds, got ${sliceMs}`);
+    }
+    const slice = sliceMs === undefined ? -1 : Math.max(1, sliceMs);
     this.#enter();
     try {
       let deadline = this.#updateTime() + slice;

@@ -13,7 +13,8 @@
 import assert from "node:assert/strict";
 import { type BackendName, createSelector, Reactor, type Selector, type SelectorKey } from "../reactor/mod.ts";
 import { defaultReactor, holdRunning } from "../net/default_reactor.ts";
-import { assertNoFdLeak, BACKENDS } from "./_helpers.ts";
+import { assertNoFdLeak, BACKENDS, openFds } from "./_helpers.ts";
+import { close, dupAtLeast, getRlimit, OSError, pipe, RLIMIT_NOFILE, setRlimit } from "../ffi/mod.ts";
 import { delay, expectRunToReturn, FakeClock, testEveryBackend, turns, waitFor } from "./_reactor.ts";
 
 const fake = { fakeClock: true };
@@ -334,3 +335,37 @@ Deno.test("`defaultReactor()` after the default reactor was closed makes a new o
       second.close();
     }
   }));
+
+Deno.test("`createSelector()` out of fds throws EMFILE instead of falling back to poll", () => {
+  const limit = getRlimit(RLIMIT_NOFILE);
+  const taken: number[] = [];
+  const [r, w] = pipe();
+  try {
+    // A soft limit a little above the highest open fd, then every fd below it taken: epoll_create1 has none left.
+    setRlimit(RLIMIT_NOFILE, { soft: Math.max(...openFds().keys()) + 8, hard: limit.hard });
+    for (;;) {
+      try {
+        taken.push(dupAtLeast(r, 0));
+      } catch (err) {
+        assert.ok(err instanceof OSError && err.code === "EMFILE", String(err));
+        break;
+      }
+    }
+    assert.throws(() => createSelector(), (err) => err instanceof OSError && err.code === "EMFILE");
+    const poll = createSelector("poll");
+    assert.equal(poll.name, "poll", "poll needs no fd, so the caller may still choose it");
+    poll.close();
+  } finally {
+    for (const d of taken) close(d);
+    close(r);
+    close(w);
+    setRlimit(RLIMIT_NOFILE, limit);
+  }
+});
+
+testEveryBackend("`Reactor.runSync({ sliceMs: NaN })` is refused, not run without a slice", ({ reactor }) => {
+  assert.throws(() => reactor.runSync({ sliceMs: NaN }), TypeError);
+  assert.throws(() => reactor.runSync({ sliceMs: "5" as unknown as number }), TypeError);
+  assert.equal(reactor.running, false);
+  assert.equal(reactor.runSync({ sliceMs: 1 }), "yielded");
+});
