@@ -37,7 +37,8 @@ export interface ConnectOptions extends ConnectionOptions {
  * with `getaddrinfo` off the JS thread, and its addresses are tried in turn
  * until one accepts; `timeout` covers the lookup and every attempt.
  *
- * @throws {TypeError} for a bad port or path.
+ * @throws {TypeError} for a bad port or path; {@linkcode OSError} `EMFILE`/`ENFILE` when no socket can be made (errors of
+ * the connect itself arrive as an `error` event).
  * @example
  * ```ts
  * import assert from "node:assert/strict";
