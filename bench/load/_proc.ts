@@ -16,8 +16,22 @@ import { commandOutput } from "../_meta.ts";
 /** The repository root (this file sits in `bench/load/`). */
 export const ROOT: URL = new URL("../../", import.meta.url);
 
-/** Clock ticks per second of `/proc` CPU times. */
-export const CLK_TCK: number = Number(commandOutput("getconf", ["CLK_TCK"])) || 100;
+/**
+ * Clock ticks per second from `getconf CLK_TCK` text, or `null` when it is
+ * not a positive integer (no `getconf`, or it failed).
+ */
+export function parseClkTck(text: string): number | null {
+  const n = Number(text.trim());
+  return /^\d+$/.test(text.trim()) && n > 0 ? n : null;
+}
+
+const clkTckRead = parseClkTck(commandOutput("getconf", ["CLK_TCK"]));
+/** Clock ticks per second of `/proc` CPU times (`getconf CLK_TCK`; 100, Linux's USER_HZ, when it cannot be read). */
+export const CLK_TCK: number = clkTckRead ?? 100;
+/** `null` when {@linkcode CLK_TCK} was read from the system, else a note that it was assumed (for the results). */
+export const clkTckNote: string | null = clkTckRead === null
+  ? "`getconf CLK_TCK` gave no answer: /proc CPU times were read assuming 100 ticks per second"
+  : null;
 /** Whether `taskset` can pin processes here. */
 export const haveTaskset: boolean = commandOutput("taskset", ["-c", "0", "echo", "ok"]) === "ok";
 /** CPUs of the machine. */
@@ -73,12 +87,52 @@ export async function compileC(name: string, prefix: string): Promise<string | n
   }
 }
 
+// ---------------------------------------------------------------- wrk
+
+export interface WrkResult {
+  /** Responses with a 2xx or 3xx status completed within wrk's window (what the rate and CPU are per). */
+  requests: number;
+  /** Every response wrk counted, the non-2xx/3xx ones included. */
+  responses: number;
+  seconds: number;
+  rate: number;
+  errors: number;
+  non2xx: number;
+}
+
+/**
+ * The figures of `wrk`'s report: wrk's "N requests" counts every completed
+ * response, an error status included, so the non-2xx/3xx ones (wrk's
+ * "Non-2xx or 3xx responses") are taken out of `requests`; socket errors
+ * (connect, read, write, timeout) are summed into `errors`. `null` when the
+ * text has no "N requests in T" line.
+ */
+export function parseWrk(text: string): WrkResult | null {
+  const m = /(\d+) requests in ([\d.]+)(us|ms|s|m)\b/.exec(text);
+  if (!m) return null;
+  const unit = { us: 1e-6, ms: 1e-3, s: 1, m: 60 }[m[3] as "us" | "ms" | "s" | "m"];
+  const responses = Number(m[1]);
+  const seconds = Number(m[2]) * unit;
+  const e = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const errors = e ? Number(e[1]) + Number(e[2]) + Number(e[3]) + Number(e[4]) : 0;
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0);
+  const requests = responses - non2xx;
+  return { requests, responses, seconds, rate: requests / seconds, errors, non2xx };
+}
+
 // ---------------------------------------------------------------- processes
+
+/** The CPU a process asked to run on `cpu` is pinned to: `cpu`, CPU 0 on a one-CPU machine, `null` without `taskset`. */
+export function effectiveCpu(cpu: string): string | null {
+  if (!haveTaskset) return null;
+  return cpus < 2 ? "0" : cpu;
+}
 
 /** `argv` run on `cpu` (through `taskset` when it exists; CPU 0 on a one-CPU machine). */
 export function pinned(cpu: string, argv: string[]): [string, string[]] {
-  if (!haveTaskset) return [argv[0], argv.slice(1)];
-  return ["taskset", ["-c", cpus < 2 ? "0" : cpu, ...argv]];
+  const on = effectiveCpu(cpu);
+  if (on === null) return [argv[0], argv.slice(1)];
+  return ["taskset", ["-c", on, ...argv]];
 }
 
 /** What a server prints once it listens: `listening on HOST:PORT`. */
@@ -195,13 +249,37 @@ export class Proc {
 
 // ---------------------------------------------------------------- /proc
 
+/**
+ * utime and stime, in clock ticks, of a `/proc/PID/stat` line (the whole
+ * process: every thread, live or exited; not its waited-for children).
+ */
+export function parsePidStat(stat: string): { utime: number; stime: number } {
+  // The command name may hold spaces and parentheses: fields start after the last ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).trim().split(" ");
+  // Fields 14 and 15 of proc(5) (utime, stime) are at 11 and 12 counting from field 3.
+  const utime = Number(fields[11]), stime = Number(fields[12]);
+  if (!Number.isInteger(utime) || !Number.isInteger(stime)) throw new Error(`not a /proc/PID/stat line: ${stat}`);
+  return { utime, stime };
+}
+
 /** user and system CPU seconds of a whole process (every thread), from `/proc/PID/stat`. */
 export function cpuTimes(pid: number): { user: number; sys: number } {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  // The command name may hold spaces and parentheses: fields start after the last ")".
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields 14 and 15 of proc(5) (utime, stime) are at 11 and 12 counting from field 3.
-  return { user: Number(fields[11]) / CLK_TCK, sys: Number(fields[12]) / CLK_TCK };
+  const { utime, stime } = parsePidStat(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  return { user: utime / CLK_TCK, sys: stime / CLK_TCK };
+}
+
+/**
+ * Busy clock ticks of a `cpu…` line of `/proc/stat`: user, nice, system, irq
+ * and softirq. Not idle or iowait (the CPU had nothing to run), and not steal
+ * (the hypervisor ran another guest on it: no work of this machine); guest
+ * and guest_nice are already inside user and nice.
+ */
+export function busyTicks(line: string): number {
+  // cpuN user nice system idle iowait irq softirq steal guest guest_nice
+  const f = line.trim().split(/\s+/).slice(1, 8).map(Number);
+  if (f.length < 4 || f.some((x) => !Number.isFinite(x))) throw new Error(`not a /proc/stat cpu line: ${line}`);
+  const [user, nice, system, , , irq = 0, softirq = 0] = f;
+  return user + nice + system + irq + softirq;
 }
 
 /**
@@ -215,10 +293,8 @@ export function machineTimes(
 ): { busy: number; loadCore: number; serverCore: number } {
   const lines = Deno.readTextFileSync("/proc/stat").split("\n");
   const busy = (line: string | undefined) => {
-    if (line === undefined) return 0;
-    // user nice system idle iowait irq softirq steal …
-    const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
-    return (f.reduce((a, b) => a + b, 0) - f[3] - f[4]) / CLK_TCK;
+    if (line === undefined) throw new Error("/proc/stat has no such cpu line");
+    return busyTicks(line) / CLK_TCK;
   };
   const core = (cpu: string) => busy(lines.find((l) => l.startsWith(`cpu${cpus < 2 ? 0 : cpu} `)));
   return { busy: busy(lines[0]), loadCore: core(loadCpu), serverCore: core(serverCpu) };
@@ -335,9 +411,12 @@ export function idleLine(
   after: Record<string, number>,
   during: Record<string, { mean: number; max: number }>,
 ): string {
-  return `Idle servers' CPU (% of one core; /proc ticks are 10 ms, so ±1% per 1 s slice is noise): before ${
-    formatPcts(before)
-  }; after ${formatPcts(after)}; while another server is loaded, mean (worst slice): ${
+  const tickMs = 1000 / CLK_TCK;
+  return `Idle servers' CPU (% of one core; /proc ticks are ${tickMs} ms, so ±${
+    Number((tickMs / 10).toFixed(1))
+  }% per 1 s slice is noise): before ${formatPcts(before)}; after ${
+    formatPcts(after)
+  }; while another server is loaded, mean (worst slice): ${
     Object.entries(during).map(([n, p]) => `${n} ${p.mean.toFixed(1)}% (${p.max.toFixed(0)}%)`).join(", ")
   }.`;
 }

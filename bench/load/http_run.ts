@@ -30,23 +30,27 @@
 
 import { parseArgs } from "node:util";
 import { commandOutput, median, paint, Progress, runMeta, spreadOf } from "../_meta.ts";
-import { type HttpSummary, httpTable, writeResults } from "../results.ts";
+import { type HttpSummary, httpTable, httpTargets, writeResults } from "../results.ts";
 import {
   checkNumbers,
   checkServers,
+  clkTckNote,
   compileC,
   cpuAround,
   cpus,
   type CpuShares,
+  effectiveCpu,
   formatPcts,
   haveTaskset,
   idleCpu,
   idleDuringOthers,
   idleLine,
   list,
+  parseWrk,
   pinned,
   Proc,
   ROOT,
+  type WrkResult,
 } from "./_proc.ts";
 
 const HERE = new URL("./", import.meta.url);
@@ -161,14 +165,6 @@ const cores = { loadCpu: flags["load-cpu"], serverCpu: flags["server-cpu"] };
 
 const PIPELINE_LUA = new URL("pipeline.lua", HERE).pathname;
 
-interface WrkResult {
-  requests: number;
-  seconds: number;
-  rate: number;
-  errors: number;
-  non2xx: number;
-}
-
 async function wrk(port: number, seconds: number, pipelined: boolean): Promise<WrkResult> {
   const argv = ["wrk", "-t1", `-c${conns}`, `-d${seconds}s`];
   if (pipelined) argv.push("-s", PIPELINE_LUA);
@@ -177,15 +173,10 @@ async function wrk(port: number, seconds: number, pipelined: boolean): Promise<W
   const [cmd, args] = pinned(flags["load-cpu"], argv);
   const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
   const text = new TextDecoder().decode(out.stdout);
-  const m = /(\d+) requests in ([\d.]+)(us|ms|s|m)\b/.exec(text);
-  if (!out.success || !m) throw new Error(`wrk failed: ${text} ${new TextDecoder().decode(out.stderr)}`);
-  const unit = { us: 1e-6, ms: 1e-3, s: 1, m: 60 }[m[3] as "us" | "ms" | "s" | "m"];
-  const requests = Number(m[1]);
-  const secs = Number(m[2]) * unit;
-  const e = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
-  const errors = e ? Number(e[1]) + Number(e[2]) + Number(e[3]) + Number(e[4]) : 0;
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0);
-  return { requests, seconds: secs, rate: requests / secs, errors, non2xx };
+  const r = parseWrk(text);
+  if (!out.success || !r) throw new Error(`wrk failed: ${text} ${new TextDecoder().decode(out.stderr)}`);
+  if (r.requests <= 0) throw new Error(`wrk completed no 2xx/3xx request: ${text}`);
+  return r;
 }
 
 // ---------------------------------------------------------------- measuring
@@ -213,6 +204,7 @@ async function measure(servers: Server[], target: Server, round: number, pipelin
     round,
     server: target.name,
     rate: w.rate,
+    // Per 2xx/3xx request: an error response is no request served.
     requests: w.requests,
     userUs: (user / w.requests) * 1e6,
     sysUs: (sys / w.requests) * 1e6,
@@ -259,7 +251,6 @@ function summarize(slices: Slice[]): Summary[] {
 
 const fmtRate = (x: number) => Math.round(x).toLocaleString("en-US");
 const fmtUs = (x: number) => x.toFixed(2);
-const fmtX = (x: number) => `${x.toFixed(2)}×`;
 
 function table(title: string, summaries: Summary[]): string {
   return `${paint("bold", `### ${title}`)}\n\n${httpTable(summaries)}`;
@@ -354,44 +345,13 @@ console.log(idleLine(idleBefore, idleAfter, idleDuring));
 const notes = Object.entries(stopNotes).filter(([, n]) => n).map(([s, n]) => `${s}: ${n}`);
 if (notes.length) console.log(`Shutdown: ${notes.join("; ")}.`);
 
-// The issue's targets.
-const find = (sc: string, name: string) => results[sc]?.find((s) => s.server === name);
-const targets: { target: string; value: string; met: boolean }[] = [];
-const raw = find("plain", "fdloop-raw");
-if (raw?.rateVsDeno && raw.cpuVsDeno) {
-  targets.push({
-    target: "raw API ≥ 1.2× Deno.serve req/s, or CPU/request ≤ 0.8× Deno.serve's",
-    value: `${fmtX(raw.rateVsDeno.median)} req/s, ${fmtX(raw.cpuVsDeno.median)} CPU/request`,
-    met: raw.rateVsDeno.median >= 1.2 || raw.cpuVsDeno.median <= 0.8,
-  });
-}
-if (raw) {
-  targets.push({
-    target: "raw API user CPU ≤ 1.0 µs/request",
-    value: `${fmtUs(raw.userUs)} µs`,
-    met: raw.userUs <= 1.0,
-  });
-}
-const fetchApi = find("plain", "fdloop-fetch");
-if (fetchApi?.rateVsDeno) {
-  targets.push({
-    target: "serve() ≥ 1.0× Deno.serve req/s",
-    value: `${fmtX(fetchApi.rateVsDeno.median)} (CPU/request ${fmtX(fetchApi.cpuVsDeno!.median)})`,
-    met: fetchApi.rateVsDeno.median >= 1.0,
-  });
-}
-const piped = find("pipelined", "fdloop-raw");
-if (piped?.rateVsDeno) {
-  targets.push({
-    target: `${depth}-deep pipelining, raw API ≥ 6× Deno.serve`,
-    value: fmtX(piped.rateVsDeno.median),
-    met: piped.rateVsDeno.median >= 6,
-  });
-}
+// The issue's targets, as bench/RESULTS.md renders them from the same figures.
+const targets = httpTargets(results, depth);
 if (targets.length) {
   console.log("\nTargets (issue 7):\n");
   for (const t of targets) {
-    console.log(`- ${t.met ? paint("green", "met") : paint("red", "MISSED")}: ${t.target} — ${t.value}`);
+    const verdict = t.met === true ? paint("green", "met") : t.met === false ? paint("red", "MISSED") : "not measured";
+    console.log(`- ${verdict}: ${t.target} — ${t.value}`);
   }
 }
 const total = (performance.now() - started) / 1000;
@@ -407,10 +367,12 @@ await writeResults(
       warmupSeconds: warmup,
       conns,
       depth,
-      serverCpu: flags["server-cpu"],
-      loadCpu: flags["load-cpu"],
+      // The CPUs the processes were pinned to (CPU 0 for both on a one-CPU machine).
+      serverCpu: effectiveCpu(flags["server-cpu"]) ?? flags["server-cpu"],
+      loadCpu: effectiveCpu(flags["load-cpu"]) ?? flags["load-cpu"],
       pinned: haveTaskset,
     },
+    notes: clkTckNote ? [clkTckNote] : [],
     servers: Object.fromEntries(names.map((n) => [n, SERVERS[n].label])),
     idleCpuPct: { before: idleBefore, after: idleAfter, duringOthersMax: idleDuring },
     shutdown: stopNotes,

@@ -49,10 +49,23 @@ import {
   type ProfileServer,
   writeResults,
 } from "../results.ts";
-import { checkNumbers, checkServers, compileC, cpuTimes, haveTaskset, list, pinned, Proc, ROOT } from "./_proc.ts";
+import {
+  checkNumbers,
+  checkServers,
+  compileC,
+  cpuTimes,
+  haveTaskset,
+  list,
+  parseWrk,
+  pinned,
+  Proc,
+  ROOT,
+} from "./_proc.ts";
 
 const DENO = Deno.execPath();
 const ECHO_LOAD = new URL("bench/load/echo_load.mjs", ROOT).pathname;
+/** Bytes of each echoed message. */
+const ECHO_SIZE = 64;
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -190,8 +203,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------- load
 
+/**
+ * Operations of one load slice: `ops` completed within the window (the rate),
+ * `all` the ones the server's CPU over the slice paid for (with the echo
+ * round trips in flight drained after the window).
+ */
+interface Load {
+  ops: number;
+  all: number;
+  seconds: number;
+}
+
 /** Runs `wrk` for `secs` against `port`: requests and seconds. */
-async function wrk(port: number, secs: number): Promise<{ ops: number; seconds: number }> {
+async function wrk(port: number, secs: number): Promise<Load> {
   const [cmd, args] = pinned(flags["load-cpu"], [
     "wrk",
     "-t1",
@@ -201,11 +225,10 @@ async function wrk(port: number, secs: number): Promise<{ ops: number; seconds: 
   ]);
   const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
   const text = new TextDecoder().decode(out.stdout);
-  const m = /(\d+) requests in ([\d.]+)(us|ms|s|m)\b/.exec(text);
-  if (!out.success || !m) throw new Error(`wrk failed: ${text} ${new TextDecoder().decode(out.stderr)}`);
-  if (/Socket errors|Non-2xx/.test(text)) throw new Error(`wrk saw errors: ${text}`);
-  const unit = { us: 1e-6, ms: 1e-3, s: 1, m: 60 }[m[3] as "us" | "ms" | "s" | "m"];
-  return { ops: Number(m[1]), seconds: Number(m[2]) * unit };
+  const r = parseWrk(text);
+  if (!out.success || !r) throw new Error(`wrk failed: ${text} ${new TextDecoder().decode(out.stderr)}`);
+  if (r.errors || r.non2xx || /Socket errors|Non-2xx/.test(text)) throw new Error(`wrk saw errors: ${text}`);
+  return { ops: r.requests, all: r.requests, seconds: r.seconds };
 }
 
 /** Samples `pid` with perf for `secs` seconds into `file`. */
@@ -218,6 +241,7 @@ function perfRecord(pid: number, file: string, secs: number): Promise<Deno.Comma
 /** Operations, seconds and the server's user and system CPU seconds over one load slice. */
 interface Slice {
   ops: number;
+  all: number;
   seconds: number;
   user: number;
   sys: number;
@@ -233,7 +257,7 @@ interface Window {
 }
 
 /** Runs `load` and reads the server's CPU around it. */
-async function slice(pid: number, load: () => Promise<{ ops: number; seconds: number }>): Promise<Slice> {
+async function slice(pid: number, load: () => Promise<Load>): Promise<Slice> {
   const c0 = cpuTimes(pid);
   const w = await load();
   const c1 = cpuTimes(pid);
@@ -247,16 +271,26 @@ async function slice(pid: number, load: () => Promise<{ ops: number; seconds: nu
  */
 async function profileWindow(name: string, server: Proc, file: string): Promise<Window> {
   const pid = server.pid;
-  let load: (secs: number) => Promise<{ ops: number; seconds: number }> = (secs) => wrk(server.port, secs);
+  let load: (secs: number) => Promise<Load> = (secs) => wrk(server.port, secs);
   let gen: Proc | null = null;
   if (SERVERS[name].kind === "echo") {
-    const argv = ["node", ECHO_LOAD, "--port", String(server.port), "--conns", String(conns), "--control"];
+    const argv = [
+      "node",
+      ECHO_LOAD,
+      "--port",
+      String(server.port),
+      "--conns",
+      String(conns),
+      "--size",
+      String(ECHO_SIZE),
+      "--control",
+    ];
     const g = gen = new Proc(`${name}-load`, argv, flags["load-cpu"], true);
     await g.expect(/^connected$/, 15_000);
     load = async (secs) => {
       await g.send(`run ${secs}`);
       const done = JSON.parse((await g.expect(/^done (.*)$/, (secs + 10) * 1000))[1]);
-      return { ops: done.roundTrips, seconds: done.seconds };
+      return { ops: done.roundTrips, all: done.all, seconds: done.seconds };
     };
   }
   try {
@@ -507,7 +541,8 @@ async function profileServer(name: string): Promise<ProfileServer> {
     if (!w.perf.success) throw new Error(`perf record failed: ${new TextDecoder().decode(w.perf.stderr)}`);
     const t = await tally(file, server.pid, w.maps);
     const { clean, sampled } = w;
-    const userUs = (clean.user / clean.ops) * 1e6;
+    // CPU per operation it paid for (the drained echo round trips too, as bench/load/run.ts counts them).
+    const userUs = (clean.user / clean.all) * 1e6;
     const share = (n: number) => (t.total ? n / t.total : 0);
     const row = (n: number) => ({ samples: n, share: round(share(n), 4), us: round(share(n) * userUs, 4) });
     const topOf = (m: Map<string, number>, n: number) =>
@@ -520,14 +555,14 @@ async function profileServer(name: string): Promise<ProfileServer> {
       seconds: round(clean.seconds, 3),
       rate: round(clean.ops / clean.seconds, 0),
       userUs: round(userUs, 4),
-      sysUs: round((clean.sys / clean.ops) * 1e6, 4),
+      sysUs: round((clean.sys / clean.all) * 1e6, 4),
       userPct: round((clean.user / clean.seconds) * 100, 1),
       sampled: {
         ops: sampled.ops,
         seconds: round(sampled.seconds, 3),
         rate: round(sampled.ops / sampled.seconds, 0),
-        userUs: round((sampled.user / sampled.ops) * 1e6, 4),
-        sysUs: round((sampled.sys / sampled.ops) * 1e6, 4),
+        userUs: round((sampled.user / sampled.all) * 1e6, 4),
+        sysUs: round((sampled.sys / sampled.all) * 1e6, 4),
         userPct: round((sampled.user / sampled.seconds) * 100, 1),
       },
       samples: t.total,
@@ -592,7 +627,7 @@ await writeResults(flags.out, {
     serverCpu: flags["server-cpu"],
     loadCpu: flags["load-cpu"],
     conns,
-    echoSize: 64,
+    echoSize: ECHO_SIZE,
     warmupSeconds: warmup,
     seconds,
     perfSeconds,

@@ -42,10 +42,12 @@ import { type EchoSummary, type EchoSyscalls, echoTable, echoTargets, syscallTab
 import {
   checkNumbers,
   checkServers,
+  clkTckNote,
   compileC,
   cpuAround,
   cpus,
   type CpuShares,
+  effectiveCpu,
   formatPcts,
   haveTaskset,
   idleCpu,
@@ -147,7 +149,7 @@ checkNumbers([
 const names = flags.only === "" ? Object.keys(SERVERS) : list(flags.only);
 checkServers([...names, ...list(flags["syscalls-of"])], SERVERS);
 
-const notes: string[] = [];
+const notes: string[] = clkTckNote ? [clkTckNote] : [];
 if (names.includes("c")) {
   // The C ceiling is compiled for this run; without a compiler it is left out (or, asked for by name, an error).
   const bin = await compileC("echo_baseline", "fdloop_echo_bench_");
@@ -541,8 +543,9 @@ await writeResults(
       inFlightPerConnection: 1,
       straceSeconds,
       perfSeconds,
-      serverCpu: flags["server-cpu"],
-      loadCpu: flags["load-cpu"],
+      // The CPUs the processes were pinned to (CPU 0 for both on a one-CPU machine).
+      serverCpu: effectiveCpu(flags["server-cpu"]) ?? flags["server-cpu"],
+      loadCpu: effectiveCpu(flags["load-cpu"]) ?? flags["load-cpu"],
       pinned: haveTaskset,
     },
     servers: Object.fromEntries(names.map((n) => [n, SERVERS[n].label])),
