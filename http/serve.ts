@@ -308,6 +308,8 @@ async function writeResponse(res: HttpResponse, response: Response): Promise<voi
     reader.cancel(new DOMException("The client closed the connection", "AbortError")).catch(() => {});
     wake?.();
   });
+  // A HEAD response's body is left out: once its head is out, the stream has nothing more to give (as in Deno.serve).
+  const headOnly = isHeadResponse(res);
   let held: Uint8Array | string | null = null; // read while the head waits for the next read to say whether it is all
   let left = -1; // bytes still to send under the handler's Content-Length, once streaming with it
   let ok = true;
@@ -328,6 +330,11 @@ async function writeResponse(res: HttpResponse, response: Response): Promise<voi
         [ok, left] = writeCounted(res, held, left);
         held = null;
       }
+      if (left === 0 || headOnly) {
+        // The handler's length is reached already (or was 0): the response is complete, whatever the stream does.
+        reader.cancel().catch(() => {});
+        break;
+      }
       next = await reading;
     }
     if (aborted) return;
@@ -347,7 +354,7 @@ async function writeResponse(res: HttpResponse, response: Response): Promise<voi
       held = null;
     }
     [ok, left] = writeCounted(res, chunk, left);
-    if (left === 0 && declared >= 0) {
+    if (left === 0 || headOnly) {
       // The handler's length is reached: what the stream has more is not sent (Deno.serve cuts there too).
       reader.cancel().catch(() => {});
       break;
@@ -365,7 +372,7 @@ async function writeResponse(res: HttpResponse, response: Response): Promise<voi
     res.end(held ?? undefined); // all of it was ready: one response with its real length
     return;
   }
-  if (left > 0) throw new Error(`The response body ended ${left} bytes short of its Content-Length`);
+  if (left > 0 && !headOnly) throw new Error(`The response body ended ${left} bytes short of its Content-Length`);
   res.end();
 }
 

@@ -165,7 +165,7 @@ export interface HttpResponse {
   write(chunk: string | Uint8Array): boolean;
   /** Calls `fn` once when the client caught up after `write()` returned false. */
   onDrain(fn: () => void): void;
-  /** Calls `fn` once if the connection closes before the response is complete. */
+  /** Calls `fn` once if the connection closes before the response is complete (at once if it did already). */
   onAbort(fn: () => void): void;
   /** Whether the head has been sent. */
   readonly headersSent: boolean;
@@ -229,6 +229,7 @@ const X_CONTINUE_SENT = 1024;
 const X_WANTS_CONTINUE = 2048;
 const X_CLOSE_AFTER = 4096;
 const X_IS_HEAD = 8192;
+const X_ABORTED = 16384;
 
 /**
  * One request and its response. Handlers see it as an {@linkcode HttpRequest}
@@ -604,6 +605,8 @@ class Exchange implements HttpRequest, HttpResponse {
   }
 
   onAbort(fn: () => void): void {
+    // Too late to wait for it: the connection closed before the response was complete (a handler still busy then).
+    if ((this.#bits & X_ABORTED) !== 0) return fn();
     ((this.#rare ??= new ExchangeRare()).abortFns ??= []).push(fn);
   }
 
@@ -618,6 +621,7 @@ class Exchange implements HttpRequest, HttpResponse {
 
   /** The connection closed before the response was complete. */
   aborted(): void {
+    this.#bits |= X_ABORTED;
     const rare = this.#rare;
     if (rare === null) return;
     const fns = rare.abortFns;
@@ -1040,7 +1044,12 @@ class HttpConnection implements ParserHandler {
         }
         continue;
       }
-      if (!ex.finished || !ex.requestComplete) return;
+      if (!ex.finished || !ex.requestComplete) {
+        // Its turn came with its output kept until now: a write() that said false then waits for a drain that the
+        // connection, writable again, may never owe. Tell it now (last: its callback may end it and come back here).
+        if (ex.wantsDrain && this.writable) ex.drained();
+        return;
+      }
       q.shift();
       if (ex.closeAfter) {
         this.#finishAndClose();
@@ -1261,8 +1270,12 @@ class Engine {
    * 10 000) closes whatever is left. Resolves with `finished`.
    */
   shutdown(timeoutMs = 10_000): Promise<void> {
+    if (this.#shutdown !== null) {
+      // Sooner, if anything is left: once finished, a timer would close nothing (on a reactor perhaps closed).
+      if (this.#connections.size > 0) this.#forceCloseIn(timeoutMs);
+      return this.#shutdown;
+    }
     this.#forceCloseIn(timeoutMs);
-    if (this.#shutdown !== null) return this.#shutdown;
     void this.listener.close();
     for (const c of [...this.#connections]) c.shutdown();
     this.#shutdown = this.finished.then(() => this.#force?.cancel());
