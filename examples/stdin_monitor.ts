@@ -5,7 +5,7 @@
  *   deno run --allow-ffi examples/stdin_monitor.ts
  *
  * Prints `stdin: <line>` for each line, `tick N` each interval; exits 0 at
- * end of input (Ctrl-D) or on SIGINT/SIGTERM.
+ * end of input (Ctrl-D) or on SIGINT/SIGTERM; exits 1 if stdin cannot be read.
  *
  * @module
  */
@@ -30,6 +30,7 @@ const buf = new Uint8Array(4096);
 let pending = "";
 let ticks = 0;
 let lines = 0;
+let failed = false;
 
 // A terminal or pipe on fd 0 is shared with the parent: make it non-blocking only while we run.
 setNonBlocking(0, true);
@@ -43,9 +44,19 @@ function finish(): void {
 }
 
 function onStdin(): void {
-  const n = read(0, buf);
+  let n: number;
+  try {
+    n = read(0, buf);
+  } catch (err) {
+    // e.g. EISDIR for a directory, EIO for a hung-up terminal: it would fail again on every turn.
+    console.error(`stdin_monitor: ${err instanceof Error ? err.message : err}`);
+    failed = true;
+    finish();
+    return;
+  }
   if (n === WOULD_BLOCK) return;
   if (n === 0) {
+    pending += decoder.decode(); // an incomplete UTF-8 sequence at the end becomes U+FFFD
     if (pending) {
       console.log(`stdin: ${pending}`);
       lines++;
@@ -82,3 +93,4 @@ try {
 }
 console.log(`stdin_monitor: ${lines} lines, ${ticks} ticks`);
 reactor.close();
+if (failed) Deno.exitCode = 1;
