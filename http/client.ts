@@ -60,9 +60,24 @@ interface PooledConnection {
 interface HostPool {
   idle: PooledConnection[];
   count: number;
-  waiting: (() => void)[];
+  /** Requests waiting for a connection, first come first served: each is handed one (FIFO hand-off). */
+  waiting: ((grant: Grant) => void)[];
   /** Every open connection, idle or in use. */
   all: Set<PooledConnection>;
+}
+
+/** The right to open a connection, handed to a waiter: the slot is counted already, for it. */
+const NEW_SLOT: unique symbol = Symbol("new slot");
+
+/** What a waiter is handed: a connection to use, a slot to open one in, or null (it stopped waiting). */
+type Grant = PooledConnection | typeof NEW_SLOT | null;
+
+/** What the pool needs of a request waiting for a slot. */
+interface Waiter {
+  /** The request failed or was aborted: it needs no connection any more. */
+  readonly gone: boolean;
+  /** Set while it waits: takes it out of the queue (when it is aborted, say). */
+  cancelWait: (() => void) | null;
 }
 
 /**
@@ -111,6 +126,11 @@ export class HttpClient {
     return this.#pool.connectionCount;
   }
 
+  /** Requests waiting for a connection (their host is at `maxConnectionsPerHost`). */
+  get waitingCount(): number {
+    return this.#pool.waitingCount;
+  }
+
   /**
    * Sends a request and resolves with the response once its head arrives;
    * the body streams after. See {@linkcode request}.
@@ -156,6 +176,13 @@ class Pool {
     return n;
   }
 
+  /** Requests waiting for a connection. */
+  get waitingCount(): number {
+    let n = 0;
+    for (const p of this.#pools.values()) n += p.waiting.length;
+    return n;
+  }
+
   /** Closes every idle connection; those in use are closed when their exchange ends. */
   closeIdle(): void {
     for (const pool of this.#pools.values()) {
@@ -168,58 +195,99 @@ class Pool {
   }
 
   /**
-   * A connection for `key`: an idle one, a new one, or (at the cap) the next one released.
-   * Null when `gone()` (the exchange failed or was aborted) by the time a slot is free:
-   * the wake-up it was given is then passed on to the next waiter.
+   * A connection for `key`: an idle one, a new one, or (at the cap) the next one released, in the order the
+   * requests came: a released connection or a freed slot goes to the first waiter, not to whoever asks next.
+   * Null when `waiter` is gone (the exchange failed or was aborted) by the time it is handed one, which it then
+   * passes on; an aborted waiter leaves the queue at once (`cancelWait`).
    */
-  async acquire(
-    host: string,
-    port: number,
-    connectTimeout: number,
-    gone: () => boolean,
-  ): Promise<PooledConnection | null> {
+  async acquire(host: string, port: number, connectTimeout: number, waiter: Waiter): Promise<PooledConnection | null> {
     const key = `${host}:${port}`;
     let pool = this.#pools.get(key);
     if (pool === undefined) this.#pools.set(key, pool = { idle: [], count: 0, waiting: [], all: new Set() });
+    const p = pool;
+    let first = false; // wait first in line: what it was handed closed before it could use it
     for (;;) {
-      const idle = pool.idle.pop();
+      const idle = p.idle.pop();
       if (idle !== undefined) {
         idle.idleTimer?.cancel();
         idle.idleTimer = null;
         if (!idle.conn.destroyed && !idle.conn.readableEnded) return idle;
         continue; // closed by the server while idle: #closed takes it out of the count
       }
-      if (pool.count < this.#max) {
-        pool.count++;
-        let conn: Connection;
-        try {
-          conn = connect({ host, port, timeout: connectTimeout, reactor: this.reactor });
-        } catch (err) {
-          // No connection was made (EMFILE, an fd the backend refuses …): give the slot back.
-          pool.count--;
-          pool.waiting.shift()?.();
-          throw err;
-        }
-        const pc: PooledConnection = { conn, key, active: null, idleTimer: null, served: 0, retire: false };
-        pool.all.add(pc);
-        conn.on("close", (err) => this.#closed(pc, err));
-        conn.on("error", () => {}); // passed on by "close" to the exchange using it
-        // One pair of listeners for the connection's life, passing bytes to the exchange using it.
-        // Bytes on an idle connection answer nothing we asked: the connection is out of step, close it.
-        conn.on("data", (chunk) => {
-          const ex = pc.active;
-          if (ex === null) conn.destroy();
-          else ex.receive(chunk);
-        });
-        conn.on("end", () => pc.active?.ended());
-        return pc;
+      if (p.count < this.#max) {
+        p.count++;
+        return this.#open(p, key, host, port, connectTimeout);
       }
-      await new Promise<void>((resolve) => pool!.waiting.push(resolve));
-      if (gone()) {
-        pool.waiting.shift()?.();
+      const grant = await new Promise<Grant>((resolve) => {
+        if (first) p.waiting.unshift(resolve);
+        else p.waiting.push(resolve);
+        waiter.cancelWait = () => {
+          const i = p.waiting.indexOf(resolve);
+          if (i >= 0) {
+            p.waiting.splice(i, 1);
+            resolve(null);
+          }
+        };
+      });
+      waiter.cancelWait = null;
+      if (grant === null) return null;
+      if (waiter.gone) {
+        this.#handOn(p, grant);
         return null;
       }
+      if (grant === NEW_SLOT) return this.#open(p, key, host, port, connectTimeout);
+      if (!grant.conn.destroyed && !grant.conn.readableEnded) return grant;
+      first = true; // closed during the hand-off: #closed takes it out of the count
     }
+  }
+
+  /** Opens a connection in a slot counted already. */
+  #open(pool: HostPool, key: string, host: string, port: number, connectTimeout: number): PooledConnection {
+    let conn: Connection;
+    try {
+      conn = connect({ host, port, timeout: connectTimeout, reactor: this.reactor });
+    } catch (err) {
+      // No connection was made (EMFILE, an fd the backend refuses …): give the slot back.
+      this.#freeSlot(pool);
+      throw err;
+    }
+    const pc: PooledConnection = { conn, key, active: null, idleTimer: null, served: 0, retire: false };
+    pool.all.add(pc);
+    conn.on("close", (err) => this.#closed(pc, err));
+    conn.on("error", () => {}); // passed on by "close" to the exchange using it
+    // One pair of listeners for the connection's life, passing bytes to the exchange using it.
+    // Bytes on an idle connection answer nothing we asked: the connection is out of step, close it.
+    conn.on("data", (chunk) => {
+      const ex = pc.active;
+      if (ex === null) conn.destroy();
+      else ex.receive(chunk);
+    });
+    conn.on("end", () => pc.active?.ended());
+    return pc;
+  }
+
+  /** A counted slot is free: the first waiter gets it, or the count goes down. */
+  #freeSlot(pool: HostPool): void {
+    const w = pool.waiting.shift();
+    if (w !== undefined) w(NEW_SLOT);
+    else pool.count--;
+  }
+
+  /** A usable connection is free: the first waiter gets it, or it waits idle. */
+  #offer(pool: HostPool, pc: PooledConnection): void {
+    const w = pool.waiting.shift();
+    if (w !== undefined) {
+      w(pc);
+      return;
+    }
+    pc.idleTimer = this.reactor.callLater(this.#idleMs, () => pc.conn.destroy());
+    pool.idle.push(pc);
+  }
+
+  /** A waiter that is gone passes on what it was handed. */
+  #handOn(pool: HostPool, grant: PooledConnection | typeof NEW_SLOT): void {
+    if (grant === NEW_SLOT) this.#freeSlot(pool);
+    else if (!grant.conn.destroyed && !grant.conn.readableEnded) this.#offer(pool, grant);
   }
 
   /** The exchange on `pc` is over: keep the connection for the next request, or close it. */
@@ -231,9 +299,7 @@ class Pool {
       pc.conn.destroy();
       return; // #closed wakes a waiter
     }
-    pc.idleTimer = this.reactor.callLater(this.#idleMs, () => pc.conn.destroy());
-    pool.idle.push(pc);
-    pool.waiting.shift()?.();
+    this.#offer(pool, pc);
   }
 
   #closed(pc: PooledConnection, error?: Error): void {
@@ -244,7 +310,11 @@ class Pool {
     const i = pool.idle.indexOf(pc);
     if (i >= 0) pool.idle.splice(i, 1);
     pc.active?.connectionClosed(error);
-    pool.waiting.shift()?.();
+    // Its slot (unless a retry took it just now) goes to the first waiter.
+    while (pool.waiting.length > 0 && pool.count < this.#max) {
+      pool.count++;
+      pool.waiting.shift()!(NEW_SLOT);
+    }
   }
 }
 
@@ -273,6 +343,8 @@ class ClientExchange {
   /** Sending it twice does no more than sending it once: it may be retried. */
   readonly #idempotent: boolean;
   #pc: PooledConnection | null = null;
+  /** Set by the pool while this exchange waits for a slot: takes it out of the queue. */
+  cancelWait: (() => void) | null = null;
   #resolve!: (r: Response) => void;
   #reject!: (e: unknown) => void;
   #settledHead = false;
@@ -293,6 +365,11 @@ class ClientExchange {
   /** Bytes followed, in the same read, the point being parsed: past the end of a response they make it unusable. */
   #more = false;
   readonly #onAbort = () => this.#fail(this.#options.signal?.reason ?? new DOMException("Aborted", "AbortError"));
+
+  /** The exchange failed or was aborted: it needs no connection any more. */
+  get gone(): boolean {
+    return this.#finished;
+  }
 
   /** @throws {TypeError} for a method that is not a token or a header that is not valid. */
   constructor(pool: Pool, url: URL, options: RequestOptions) {
@@ -361,7 +438,7 @@ class ClientExchange {
     const port = url.port === "" ? 80 : Number(url.port);
     let pc: PooledConnection | null;
     try {
-      pc = await this.#pool.acquire(host, port, this.#options.connectTimeout ?? 10_000, () => this.#finished);
+      pc = await this.#pool.acquire(host, port, this.#options.connectTimeout ?? 10_000, this);
     } catch (err) {
       this.#fail(err);
       return;
@@ -638,6 +715,8 @@ class ClientExchange {
 
   #cleanup(reusable: boolean, reason?: unknown): void {
     this.#timer?.cancel();
+    // Still waiting for a slot: leave the queue now rather than hold a place (and this exchange) until woken.
+    this.cancelWait?.();
     this.#options.signal?.removeEventListener("abort", this.#onAbort);
     // A request body still being sent (the response came first, or the exchange failed): stop reading it.
     const reader = this.#reader;

@@ -312,68 +312,75 @@ async function writeResponse(res: HttpResponse, response: Response): Promise<voi
   const headOnly = isHeadResponse(res);
   let held: Uint8Array | string | null = null; // read while the head waits for the next read to say whether it is all
   let left = -1; // bytes still to send under the handler's Content-Length, once streaming with it
-  let ok = true;
-  for (;;) {
-    const reading = reader.read();
-    // Once the head is out, each chunk is written as it comes; before, only what is ready now is gathered.
-    let next = res.headersSent ? await reading : await Promise.race([reading, notYet()]);
-    if (next === NOT_YET) {
-      // Nothing more is ready: what there is goes out now (the head at least), the rest as it comes.
+  try {
+    let ok = true;
+    for (;;) {
+      const reading = reader.read();
+      // Once the head is out, each chunk is written as it comes; before, only what is ready now is gathered.
+      let next = res.headersSent ? await reading : await Promise.race([reading, notYet()]);
+      if (next === NOT_YET) {
+        // Nothing more is ready: what there is goes out now (the head at least), the rest as it comes.
+        if (!res.headersSent) {
+          if (declared >= 0) {
+            res.setHeader("content-length", String(declared));
+            left = declared;
+          }
+          ok = res.write(EMPTY); // the head
+        }
+        if (held !== null) {
+          [ok, left] = writeCounted(res, held, left);
+          held = null;
+        }
+        if (left === 0 || headOnly) {
+          // The handler's length is reached already (or was 0): the response is complete, whatever the stream does.
+          reader.cancel().catch(() => {});
+          break;
+        }
+        next = await reading;
+      }
+      if (aborted) return;
+      if (next.done) break;
+      const chunk = asChunk(next.value);
       if (!res.headersSent) {
+        if (held === null) {
+          held = chunk;
+          continue;
+        }
+        // Two chunks ready at once: stream (the head, then both).
         if (declared >= 0) {
           res.setHeader("content-length", String(declared));
           left = declared;
         }
-        ok = res.write(EMPTY); // the head
-      }
-      if (held !== null) {
         [ok, left] = writeCounted(res, held, left);
         held = null;
       }
+      [ok, left] = writeCounted(res, chunk, left);
       if (left === 0 || headOnly) {
-        // The handler's length is reached already (or was 0): the response is complete, whatever the stream does.
+        // The handler's length is reached: what the stream has more is not sent (Deno.serve cuts there too).
         reader.cancel().catch(() => {});
         break;
       }
-      next = await reading;
+      if (!ok) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          res.onDrain(resolve);
+        });
+        wake = null;
+        if (aborted) return;
+      }
     }
-    if (aborted) return;
-    if (next.done) break;
-    const chunk = asChunk(next.value);
     if (!res.headersSent) {
-      if (held === null) {
-        held = chunk;
-        continue;
-      }
-      // Two chunks ready at once: stream (the head, then both).
-      if (declared >= 0) {
-        res.setHeader("content-length", String(declared));
-        left = declared;
-      }
-      [ok, left] = writeCounted(res, held, left);
-      held = null;
+      res.end(held ?? undefined); // all of it was ready: one response with its real length
+      return;
     }
-    [ok, left] = writeCounted(res, chunk, left);
-    if (left === 0 || headOnly) {
-      // The handler's length is reached: what the stream has more is not sent (Deno.serve cuts there too).
-      reader.cancel().catch(() => {});
-      break;
-    }
-    if (!ok) {
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        res.onDrain(resolve);
-      });
-      wake = null;
-      if (aborted) return;
-    }
+    if (left > 0 && !headOnly) throw new Error(`The response body ended ${left} bytes short of its Content-Length`);
+    res.end();
+  } catch (err) {
+    // A chunk that is not bytes, a stream that errors, a body cut short: the stream must stop too (its source may
+    // still be producing), as Deno.serve cancels it.
+    reader.cancel(err).catch(() => {});
+    throw err;
   }
-  if (!res.headersSent) {
-    res.end(held ?? undefined); // all of it was ready: one response with its real length
-    return;
-  }
-  if (left > 0 && !headOnly) throw new Error(`The response body ended ${left} bytes short of its Content-Length`);
-  res.end();
 }
 
 /** Writes `chunk`, no further than `left` bytes when `left` ≥ 0; returns write()'s answer and what is left. */

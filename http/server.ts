@@ -814,7 +814,10 @@ class HttpConnection implements ParserHandler {
   #closing = false;
   /** FIN sent; reading and discarding until the client closes or the linger deadline. */
   #lingering = false;
+  /** Bytes discarded since a rejection (while its error response waits) and while lingering: at most `lingerBytes`. */
   #lingered = 0;
+  /** A request was refused: what follows is not HTTP we will read, it is discarded (counted) until the close. */
+  #discarding = false;
   /** Reading paused because too many pipelined requests wait for their turn. */
   #pipelinePaused = false;
   /** Reading paused because a handler is not keeping up with a request body. */
@@ -870,13 +873,13 @@ class HttpConnection implements ParserHandler {
   // ------------------------------------------------------------ reading
 
   #onData(chunk: Uint8Array): void {
-    if (this.#lingering) {
+    // Rejected already (the error response may wait behind earlier ones), or lingering: read on, so that a FIN is
+    // seen, but discard what comes, bounded.
+    if (this.#lingering || this.#discarding) {
       this.#lingered += chunk.byteLength;
       if (this.#lingered > this.server.lingerBytes) this.conn.destroy();
       return;
     }
-    // Rejected already: the error response is queued behind earlier ones; the rest is not HTTP we will read.
-    if (this.parser.error !== 0) return;
     let status = 0;
     this.#corked = true;
     try {
@@ -962,7 +965,7 @@ class HttpConnection implements ParserHandler {
 
   /** Backpressure from a request body's reader (`req.pause()` / `req.resume()`). */
   pauseBody(paused: boolean): void {
-    if (this.#bodyPaused === paused || this.#lingering) return;
+    if (this.#bodyPaused === paused || this.#lingering || this.#discarding) return;
     this.#bodyPaused = paused;
     this.#applyPause();
   }
@@ -1112,10 +1115,12 @@ class HttpConnection implements ParserHandler {
     err.requestComplete = true;
     this.queue.push(err);
     this.#advance();
-    // Still behind a response in progress: stop reading what is no longer HTTP until the error goes out
-    // (the lingering close that follows reads and discards, bounded).
+    // Still behind a response in progress: what comes until the error goes out is no longer HTTP. It is read and
+    // discarded, counted against `lingerBytes` as the lingering close that follows counts it, rather than left
+    // unread: a paused connection would not see the client's FIN (nor abort the exchange in progress for it).
     if (!this.#lingering && !this.conn.destroyed) {
-      this.#pipelinePaused = true;
+      this.#discarding = true;
+      this.#pipelinePaused = this.#bodyPaused = false;
       this.#applyPause();
     }
   }

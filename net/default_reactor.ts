@@ -91,6 +91,6 @@ function startRun(reactor: Reactor, hold: Hold): void {
     if (hold.count > 0 && !reactor.closed && !reactor.running) startRun(reactor, hold);
   }, (err) => {
     hold.running = null;
-    reactor.reportError(err, { source: "callSoon" });
+    reactor.reportError(err, { source: "run" });
   });
 }

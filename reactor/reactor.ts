@@ -20,8 +20,10 @@ export interface ErrorContext {
    * `"io"`, `"timer"` or `"callSoon"`: a callback of that kind threw.
    * `"transport"`: a connection, server or UDP socket failed and its
    * `error` event had no listener (see {@linkcode Reactor.reportError}).
+   * `"run"`: the loop itself failed (a `run()` that nobody awaits, such as
+   * the one `serve()` or the HTTP client starts, rejected).
    */
-  source: "io" | "timer" | "callSoon" | "transport";
+  source: "io" | "timer" | "callSoon" | "transport" | "run";
 }
 
 /** Options of {@linkcode Reactor}. */
@@ -148,6 +150,10 @@ function logError(error: unknown, context: ErrorContext): void {
   if (context.source === "transport") {
     const text = error instanceof Error ? error.message : String(error);
     console.error(`fdloop: unhandled error${fd} (no "error" listener): ${text}`);
+    return;
+  }
+  if (context.source === "run") {
+    console.error("fdloop: the reactor's run() failed:", error);
     return;
   }
   const where = fd ? `the ${context.source} callback${fd}` : `a ${context.source} callback`;
@@ -419,6 +425,11 @@ export class Reactor {
    * from callbacks, promises and signal listeners. Called while the loop is
    * not running, it makes the next `run()`/`runSync()` return at once (so a
    * signal handled between two `runSync()` slices is not lost).
+   *
+   * As asyncio's `loop.stop()`, a stop is taken only by `run()`/`runSync()`
+   * (which clear it when they return): `runOnce()` leaves it pending, so a
+   * `stop()` made before or during a `runOnce()` still makes the next
+   * `run()`/`runSync()` return at once.
    */
   stop(): void {
     this.#stopping = true;
@@ -430,6 +441,10 @@ export class Reactor {
    * due sooner, 0 if callbacks are pending), then runs the ready I/O
    * callbacks, the due timers and the pending `callSoon` callbacks.
    * Blocks the JS thread while waiting.
+   *
+   * A pending `stop()` does not end it early but makes it wait no longer
+   * than 0 ms, and it is left pending for the next `run()`/`runSync()`
+   * (asyncio's semantics: `stop()` only ends `run_forever()`).
    *
    * @returns The number of I/O callbacks dispatched.
    */
@@ -444,7 +459,7 @@ export class Reactor {
       this.#runCallbacks(this.#wait(this.#timeout(limit)));
       return this.#metrics.events - events;
     } finally {
-      this.#leave();
+      this.#running = false; // a stop() stays pending: it is for run()/runSync()
     }
   }
 
