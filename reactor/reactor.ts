@@ -586,19 +586,8 @@ export class Reactor {
     const pending = this.#soon;
     this.#soon = [];
     this.#soonNext = [];
-    for (const h of pending) {
-      if (h.cancelled) continue;
-      queueMicrotask(() => {
-        if (h.cancelled) return; // cancelled after close(): cancel() still means "not run"
-        h.cancelled = true;
-        this.#metrics.callbacks++;
-        try {
-          h.callback();
-        } catch (err) {
-          this.reportError(err, { source: "callSoon" });
-        }
-      });
-    }
+    // Checked again when each runs: cancel() after close() still means "not run".
+    for (const h of pending) if (!h.cancelled) queueMicrotask(() => this.#runSoon(h));
   }
 
   /** Closes the reactor (for `using`). */
@@ -808,19 +797,21 @@ export class Reactor {
     const batch = this.#soon;
     if (batch.length === 0) return;
     this.#soon = this.#soonNext;
-    for (let i = 0; i < batch.length; i++) {
-      const h = batch[i];
-      if (h.cancelled) continue;
-      h.cancelled = true;
-      this.#metrics.callbacks++;
-      try {
-        h.callback();
-      } catch (err) {
-        this.reportError(err, { source: "callSoon" });
-      }
-    }
+    for (let i = 0; i < batch.length; i++) this.#runSoon(batch[i]);
     batch.length = 0;
     this.#soonNext = batch;
+  }
+
+  /** Runs one `callSoon` callback unless it was cancelled; an exception goes to `onError`. */
+  #runSoon(h: Timer): void {
+    if (h.cancelled) return;
+    h.cancelled = true;
+    this.#metrics.callbacks++;
+    try {
+      h.callback();
+    } catch (err) {
+      this.reportError(err, { source: "callSoon" });
+    }
   }
 
   #wake(): void {

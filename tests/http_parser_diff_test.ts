@@ -30,20 +30,21 @@
 
 import assert from "node:assert/strict";
 import { RequestParser } from "../http/parser.ts";
+import {
+  BASE_SEED,
+  env,
+  fuzzSeconds,
+  HOSTCHARS,
+  OBS,
+  ONE_CASE,
+  PCHARS,
+  QDCHARS,
+  Rng,
+  TCHARS,
+  VCHARS,
+} from "./_fuzz.ts";
 
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined; // no --allow-env: defaults
-  }
-}
-
-const SECONDS = Number(env("FDLOOP_FUZZ_SECONDS") ?? "5");
-const BASE_SEED = env("FDLOOP_FUZZ_SEED") !== undefined
-  ? Number(env("FDLOOP_FUZZ_SEED"))
-  : (Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0;
-const ONE_CASE = env("FDLOOP_FUZZ_CASE");
+const SECONDS = fuzzSeconds(5);
 const VERBOSE = env("FDLOOP_DIFF_VERBOSE") !== undefined;
 /** Cases per `node` process. */
 const BATCH = 1500;
@@ -66,42 +67,6 @@ async function nodeVersion(): Promise<string | null> {
 const NODE = await nodeVersion();
 if (NODE === null) {
   console.log("http_parser_diff_test: skipped: `node` is not installed (the oracle runs llhttp in node)");
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Seeded PRNG (mulberry32), as in http_fuzz_test.ts.
-
-class Rng {
-  #s: number;
-  constructor(seed: number) {
-    this.#s = seed >>> 0;
-  }
-  next(): number {
-    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  range(lo: number, hi: number): number {
-    return lo + this.int(hi - lo + 1);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[this.int(a.length)];
-  }
-  chars(alphabet: string, lo: number, hi: number): string {
-    let s = "";
-    for (let n = this.range(lo, hi); n > 0; n--) s += alphabet[this.int(alphabet.length)];
-    return s;
-  }
-  randomCase(s: string): string {
-    return [...s].map((c) => (this.chance(0.3) ? c.toUpperCase() : c)).join("");
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -221,13 +186,6 @@ function encodeBase64(b: Uint8Array): string {
 // ---------------------------------------------------------------------------------------------------------------
 // Generators.
 
-const TCHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-const ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-const PCHARS = ALNUM + "-._~!$&'()*+,;=:@%/";
-const HOSTCHARS = ALNUM + "-.";
-const VCHARS = Array.from({ length: 0x5e }, (_, i) => String.fromCharCode(0x21 + i)).join("");
-const OBS = Array.from({ length: 0x80 }, (_, i) => String.fromCharCode(0x80 + i)).join("");
-const QDCHARS = VCHARS.replace('"', "").replace("\\", "") + " \t";
 const METHODS = [
   "GET",
   "HEAD",
