@@ -73,3 +73,38 @@ export const VCHARS: string = Array.from({ length: 0x5e }, (_, i) => String.from
 export const OBS: string = Array.from({ length: 0x80 }, (_, i) => String.fromCharCode(0x80 + i)).join("");
 /** qdtext of a quoted string, less obs-text. */
 export const QDCHARS: string = VCHARS.replace('"', "").replace("\\", "") + " \t";
+
+/** A string without its leading and trailing optional whitespace (spaces and tabs). */
+export const trimOws = (s: string): string => s.replace(/^[ \t]+/, "").replace(/[ \t]+$/, "");
+
+/** Optional whitespace, mostly none. */
+export const ows = (rng: Rng): string => rng.pick(["", "", "", " ", " ", "\t", "  ", " \t "]);
+
+/** A header field value: visible ASCII, some spaces, tabs and obs-text, trimmed of OWS, up to `max` bytes. */
+export function genValue(rng: Rng, max = 24): string {
+  let v = "";
+  for (let n = rng.range(0, max); n > 0; n--) {
+    const r = rng.next();
+    v += r < 0.84 ? rng.pick([...VCHARS]) : r < 0.92 ? " " : r < 0.95 ? "\t" : rng.pick([...OBS]);
+  }
+  return trimOws(v);
+}
+
+/** Chunk extensions per the grammar: none most of the time, else 1-3 names with a token or quoted value. */
+export function genExtensions(rng: Rng): string {
+  let e = "";
+  for (let n = rng.chance(0.7) ? 0 : rng.range(1, 3); n > 0; n--) {
+    e += ";" + rng.chars(TCHARS, 1, 6);
+    if (rng.chance(0.5)) {
+      if (rng.chance(0.5)) e += "=" + rng.chars(TCHARS, 1, 6);
+      else {
+        let q = "";
+        for (let k = rng.range(0, 8); k > 0; k--) {
+          q += rng.chance(0.15) ? "\\" + rng.pick([...VCHARS, " ", "\t", "\x80"]) : rng.pick([...QDCHARS, "\xe9"]);
+        }
+        e += `="${q}"`;
+      }
+    }
+  }
+  return e;
+}

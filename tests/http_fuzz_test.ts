@@ -19,7 +19,21 @@
 
 import assert from "node:assert/strict";
 import { DEFAULT_LIMITS, type ParserLimits, type RequestHead, RequestParser } from "../http/parser.ts";
-import { BASE_SEED, fuzzSeconds, HOSTCHARS, OBS, ONE_CASE, PCHARS, QDCHARS, Rng, TCHARS, VCHARS } from "./_fuzz.ts";
+import {
+  BASE_SEED,
+  fuzzSeconds,
+  genExtensions,
+  genValue,
+  HOSTCHARS,
+  OBS,
+  ONE_CASE,
+  ows,
+  PCHARS,
+  Rng,
+  TCHARS,
+  trimOws,
+  VCHARS,
+} from "./_fuzz.ts";
 
 const SECONDS = fuzzSeconds(2.5);
 
@@ -138,7 +152,6 @@ const EXT_RE = new RegExp(`^(?:;${TC}+(?:=(?:${TC}+|${QUOTED}))?)*$`);
 const VERSION_RE = /^HTTP\/([0-9])\.([0-9])$/;
 const ABSOLUTE_RE = /^[A-Za-z][A-Za-z0-9+.-]*:/;
 const isVchar = (c: string) => c > " " && c < "\x7f";
-const trimOws = (s: string) => s.replace(/^[ \t]+/, "").replace(/[ \t]+$/, "");
 
 interface Verdict {
   /** Messages accepted in full. */
@@ -335,35 +348,6 @@ function reference(s: string, lim: ParserLimits): Verdict {
 
 const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "PROPFIND", "get"];
 const SPECIAL = new Set(["host", "content-length", "transfer-encoding", "connection", "expect"]);
-
-function genValue(rng: Rng): string {
-  let v = "";
-  for (let n = rng.range(0, 24); n > 0; n--) {
-    const r = rng.next();
-    v += r < 0.84 ? rng.pick([...VCHARS]) : r < 0.92 ? " " : r < 0.95 ? "\t" : rng.pick([...OBS]);
-  }
-  return trimOws(v);
-}
-
-const ows = (rng: Rng) => rng.pick(["", "", "", " ", " ", "\t", "  ", " \t "]);
-
-function genExtensions(rng: Rng): string {
-  let e = "";
-  for (let n = rng.chance(0.7) ? 0 : rng.range(1, 3); n > 0; n--) {
-    e += ";" + rng.chars(TCHARS, 1, 6);
-    if (rng.chance(0.5)) {
-      if (rng.chance(0.5)) e += "=" + rng.chars(TCHARS, 1, 6);
-      else {
-        let q = "";
-        for (let k = rng.range(0, 8); k > 0; k--) {
-          q += rng.chance(0.15) ? "\\" + rng.pick([...VCHARS, " ", "\t", "\x80"]) : rng.pick([...QDCHARS, "\xe9"]);
-        }
-        e += `="${q}"`;
-      }
-    }
-  }
-  return e;
-}
 
 function genMessage(rng: Rng): { wire: string; msg: Msg } {
   const minor = rng.chance(0.8) ? 1 : 0;

@@ -34,11 +34,13 @@ import {
   BASE_SEED,
   env,
   fuzzSeconds,
+  genExtensions,
+  genValue,
   HOSTCHARS,
   OBS,
   ONE_CASE,
+  ows,
   PCHARS,
-  QDCHARS,
   Rng,
   TCHARS,
   VCHARS,
@@ -201,36 +203,6 @@ const METHODS = [
   "get",
 ];
 const SPECIAL = new Set(["host", "content-length", "transfer-encoding", "connection", "expect", "upgrade"]);
-
-const trimOws = (s: string) => s.replace(/^[ \t]+/, "").replace(/[ \t]+$/, "");
-const ows = (rng: Rng) => rng.pick(["", "", "", " ", " ", "\t", "  ", " \t "]);
-
-function genValue(rng: Rng, max = 24): string {
-  let v = "";
-  for (let n = rng.range(0, max); n > 0; n--) {
-    const r = rng.next();
-    v += r < 0.84 ? rng.pick([...VCHARS]) : r < 0.92 ? " " : r < 0.95 ? "\t" : rng.pick([...OBS]);
-  }
-  return trimOws(v);
-}
-
-function genExtensions(rng: Rng): string {
-  let e = "";
-  for (let n = rng.chance(0.7) ? 0 : rng.range(1, 3); n > 0; n--) {
-    e += ";" + rng.chars(TCHARS, 1, 6);
-    if (rng.chance(0.5)) {
-      if (rng.chance(0.5)) e += "=" + rng.chars(TCHARS, 1, 6);
-      else {
-        let q = "";
-        for (let k = rng.range(0, 8); k > 0; k--) {
-          q += rng.chance(0.15) ? "\\" + rng.pick([...VCHARS, " ", "\t", "\x80"]) : rng.pick([...QDCHARS, "\xe9"]);
-        }
-        e += `="${q}"`;
-      }
-    }
-  }
-  return e;
-}
 
 /** Odd chunk extensions, most of them invalid. */
 const ODD_EXTENSIONS = [
