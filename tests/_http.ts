@@ -6,7 +6,14 @@
  * @module
  */
 
-import { type HttpHandler, type HttpServer, type HttpServerOptions, listenHttp } from "../http/mod.ts";
+import {
+  type HttpHandler,
+  type HttpServer,
+  type HttpServerOptions,
+  listenHttp,
+  serve,
+  type ServeHandler,
+} from "../http/mod.ts";
 import type { BackendName, Reactor } from "../reactor/mod.ts";
 import { assertNoFdLeak } from "./_helpers.ts";
 import { assertNoErrors, newReactor, stopAndClose } from "./_reactor.ts";
@@ -43,6 +50,29 @@ export async function httpTest(
       await body({ reactor, server, port: server.port, handlerErrors });
     } finally {
       await server.shutdown(1000);
+      await stopAndClose(reactor, running);
+    }
+    assertNoErrors(errors);
+  });
+}
+
+/**
+ * Runs `body` against `serve(handler)` on a reactor of `backend` running in
+ * the background. Fails on any error the reactor reports, and on an fd leak.
+ */
+export async function serveTest(
+  backend: BackendName,
+  handler: ServeHandler,
+  body: (port: number, reactor: Reactor) => Promise<void>,
+): Promise<void> {
+  await assertNoFdLeak(async () => {
+    const { reactor, errors } = newReactor(backend);
+    const running = reactor.run();
+    const server = serve({ port: 0, hostname: "127.0.0.1", reactor, onListen() {} }, handler);
+    try {
+      await body(server.addr.port, reactor);
+    } finally {
+      await server.server.shutdown(500);
       await stopAndClose(reactor, running);
     }
     assertNoErrors(errors);

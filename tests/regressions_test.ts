@@ -4,31 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { type HttpServerOptions, listenHttp, serve, type ServeHandler } from "../http/mod.ts";
-import type { BackendName, Reactor } from "../reactor/mod.ts";
+import { type HttpServerOptions, listenHttp } from "../http/mod.ts";
 import { assertNoFdLeak, BACKENDS } from "./_helpers.ts";
 import { assertNoErrors, newReactor, stopAndClose } from "./_reactor.ts";
-import { httpTest, rawRequest } from "./_http.ts";
-
-/** Runs `body` against `serve(handler)` on a reactor of `backend` running in the background. */
-async function serveTest(
-  backend: BackendName,
-  handler: ServeHandler,
-  body: (port: number, reactor: Reactor) => Promise<void>,
-): Promise<void> {
-  await assertNoFdLeak(async () => {
-    const { reactor, errors } = newReactor(backend);
-    const running = reactor.run();
-    const server = serve({ port: 0, hostname: "127.0.0.1", reactor, onListen() {} }, handler);
-    try {
-      await body(server.addr.port, reactor);
-    } finally {
-      await server.server.shutdown(500);
-      await stopAndClose(reactor, running);
-    }
-    assertNoErrors(errors);
-  });
-}
+import { httpTest, rawRequest, serveTest } from "./_http.ts";
 
 const enc = new TextEncoder();
 

@@ -5,10 +5,9 @@
  */
 
 import assert from "node:assert/strict";
-import { HttpClient, type HttpResponse, listenHttp, serve, type ServeHandler } from "../http/mod.ts";
+import { HttpClient, type HttpResponse, listenHttp } from "../http/mod.ts";
 import { holdRunning } from "../net/default_reactor.ts";
 import { type ErrorContext, Reactor } from "../reactor/mod.ts";
-import type { BackendName } from "../reactor/mod.ts";
 import {
   AF_INET,
   AF_UNIX,
@@ -25,7 +24,7 @@ import {
 } from "../ffi/mod.ts";
 import { assertNoFdLeak, BACKENDS } from "./_helpers.ts";
 import { assertNoErrors, newReactor, stopAndClose, testEveryBackend, waitFor } from "./_reactor.ts";
-import { httpTest } from "./_http.ts";
+import { httpTest, serveTest } from "./_http.ts";
 import { netTest, until } from "./_net.ts";
 
 const enc = new TextEncoder();
@@ -148,26 +147,6 @@ for (const backend of BACKENDS) {
 }
 
 // ------------------------------------------------------------------ 2. serve(): a body stream that throws is cancelled
-
-/** Runs `body` against `serve(handler)` on a reactor of `backend` running in the background. */
-async function serveTest(
-  backend: BackendName,
-  handler: ServeHandler,
-  body: (port: number) => Promise<void>,
-): Promise<void> {
-  await assertNoFdLeak(async () => {
-    const { reactor, errors } = newReactor(backend);
-    const running = reactor.run();
-    const server = serve({ port: 0, hostname: "127.0.0.1", reactor, onListen() {} }, handler);
-    try {
-      await body(server.addr.port);
-    } finally {
-      await server.server.shutdown(500);
-      await stopAndClose(reactor, running);
-    }
-    assertNoErrors(errors);
-  });
-}
 
 /** Runs `fn` with console.error silenced (serve() logs the failures these tests cause on purpose). */
 async function quietly<T>(fn: () => Promise<T>): Promise<T> {
