@@ -149,6 +149,8 @@ interface RareState {
   target: string | undefined;
   readableStream: ReadableStream<Uint8Array> | undefined;
   writableStream: WritableStream<Uint8Array> | undefined;
+  /** Called once the FIN is sent: the writable stream's `close()` waiting for it. */
+  onWriteShut: (() => void) | null;
   local: SocketAddress | undefined;
   remote: SocketAddress | undefined;
   /** Socket options set while a name is dialled (no socket yet): level, name, value, … applied once it exists. */
@@ -162,6 +164,7 @@ function newRareState(): RareState {
     target: undefined,
     readableStream: undefined,
     writableStream: undefined,
+    onWriteShut: null,
     local: undefined,
     remote: undefined,
     pendingOptions: null,
@@ -708,6 +711,10 @@ export class Connection extends Emitter<ConnectionEvents> {
    * The incoming bytes as a web `ReadableStream` (created on first use). Reading
    * pauses while the stream's queue is full, so `pipeTo` has backpressure.
    * Use with `reactor.run()`, which lets promises run beside the loop.
+   * Bytes read before it was made are not in it (make it in the `connection`
+   * callback); made after the peer's end or `destroy()`, it is closed. Its
+   * chunks are copies. It pauses and resumes the connection, so `data`
+   * listeners beside it see the same pauses. `cancel()` destroys the connection.
    *
    * @example
    * ```ts ignore
@@ -715,15 +722,27 @@ export class Connection extends Emitter<ConnectionEvents> {
    * ```
    */
   get readable(): ReadableStream<Uint8Array> {
-    return this.#readableStream ??= new ReadableStream<Uint8Array>({
+    if (this.#readableStream !== undefined) return this.#readableStream;
+    let open = true; // false once closed, errored or cancelled: the controller then throws on close()
+    return this.#readableStream = new ReadableStream<Uint8Array>({
       start: (controller) => {
+        // Made after the peer's end or after destroy(): those events are gone, so end the stream now (not hang).
+        if (this.#readEnded || this.#destroyed) {
+          open = false;
+          return controller.close();
+        }
         this.on("data", (chunk) => {
           controller.enqueue(chunk.slice());
           if ((controller.desiredSize ?? 1) <= 0) this.pause();
         });
-        this.on("end", () => controller.close());
+        this.on("end", () => {
+          if (!open) return;
+          open = false;
+          controller.close();
+        });
         this.on("close", (error) => {
-          if (this.#readEnded) return;
+          if (!open) return;
+          open = false;
           if (error) controller.error(error);
           else controller.close();
         });
@@ -731,36 +750,70 @@ export class Connection extends Emitter<ConnectionEvents> {
       pull: () => {
         if (this.#paused && !this.#destroyed) this.resume();
       },
-      cancel: () => this.destroy(),
+      cancel: () => {
+        open = false;
+        this.destroy();
+      },
     }, new ByteLengthQueuingStrategy({ highWaterMark: this.#limits.high }));
   }
 
   /**
    * The outgoing side as a web `WritableStream` (created on first use): each
    * write resolves once the connection's queue is below the high-water mark;
-   * closing the stream calls `end()`, aborting it `destroy()`. Once it exists
+   * closing the stream calls `end()` and resolves once the queue is flushed and
+   * the FIN sent (rejects if the connection closes first); aborting it calls
+   * `destroy()` at once, even while a write waits for `drain`. Once it exists
    * the stream owns the write side's end: the peer's `end` no longer ends
    * the connection for you (a `pipeTo` still writing would fail), closing
    * the stream does.
    */
   get writable(): WritableStream<Uint8Array> {
     return this.#writableStream ??= new WritableStream<Uint8Array>({
-      write: (chunk) => {
+      write: (chunk, controller) => {
         if (this.write(chunk)) return;
         return new Promise<void>((resolve, reject) => {
+          // abort() waits for the write in flight, and the drain may never come: settle on its signal, so that the
+          // stream calls `abort` (with the caller's reason) at once.
+          const signal = controller.signal;
+          const onAbort = () => {
+            this.off("drain", onDrain);
+            this.off("close", onClose);
+            reject(signal.reason);
+          };
           const onDrain = () => {
             this.off("close", onClose);
+            signal.removeEventListener("abort", onAbort);
             resolve();
           };
           const onClose = (error?: Error) => {
             this.off("drain", onDrain);
+            signal.removeEventListener("abort", onAbort);
             reject(error ?? new Error("The connection closed before its data was written"));
           };
           this.once("drain", onDrain);
           this.once("close", onClose);
+          signal.addEventListener("abort", onAbort, { once: true });
         });
       },
-      close: () => this.end(),
+      // Resolves once the queue is flushed and the FIN sent; rejects if the connection closes first.
+      close: () => {
+        this.end();
+        if (this.#writeShut) return;
+        if (this.#destroyed) return Promise.reject(new Error("The connection closed before its FIN was sent"));
+        return new Promise<void>((resolve, reject) => {
+          const rare = this.#rare!;
+          const onClose = (error?: Error) => {
+            rare.onWriteShut = null;
+            reject(error ?? new Error("The connection closed before its FIN was sent"));
+          };
+          rare.onWriteShut = () => {
+            rare.onWriteShut = null;
+            this.off("close", onClose);
+            resolve();
+          };
+          this.once("close", onClose);
+        });
+      },
       abort: (reason) => this.destroy(reason instanceof Error ? reason : undefined),
     });
   }
@@ -1004,6 +1057,7 @@ export class Connection extends Emitter<ConnectionEvents> {
         return;
       }
     }
+    this.#rare?.onWriteShut?.();
     if (this.#readEnded) this.destroy();
   }
 }
