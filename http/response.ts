@@ -35,7 +35,7 @@ export class OutBuffer {
   reserve(n: number): void {
     const need = this.length + n;
     if (need <= this.bytes.byteLength) return;
-    let size = this.bytes.byteLength * 2;
+    let size = Math.max(this.bytes.byteLength * 2, 64);
     while (size < need) size *= 2;
     const next = new Uint8Array(size);
     next.set(this.bytes.subarray(0, this.length));
@@ -254,20 +254,43 @@ export class PreparedHeaders {
     let text = "";
     const names = new Set<string>();
     let flags = 0;
-    for (const [name, value] of entries) {
+    let length = -1;
+    for (const entry of entries) {
+      // What is checked must be what is sent: a non-string is checked as the text it becomes.
+      const name = String(entry[0]);
+      const value = String(entry[1]);
       checkHeader(name, value);
       text += `${name}: ${value}\r\n`;
       const lower = name.toLowerCase();
+      if (lower === "content-length") {
+        if (length >= 0) throw new TypeError("Content-Length must be set once");
+        length = contentLength(value);
+      }
       names.add(lower);
       flags |= headerFlags(lower, value);
     }
     this.bytes = encoder.encode(text);
     this.names = names;
     this._flags = flags;
+    this._length = length;
   }
 
   /** @ignore What the engine must know about these headers (`F_*` bits of {@linkcode headerFlags}), computed once. */
   readonly _flags: number;
+  /** @ignore The `Content-Length` of the block, or -1. */
+  readonly _length: number;
+}
+
+/**
+ * The body length a handler's `Content-Length` value declares.
+ *
+ * @throws {TypeError} unless it is one decimal number (a list, a sign or an exponent would frame the body
+ * differently for different clients).
+ */
+export function contentLength(value: string): number {
+  const n = value.length > 0 && value.length <= 15 && /^[0-9]+$/.test(value) ? Number(value) : -1;
+  if (n < 0) throw new TypeError(`Invalid Content-Length ${JSON.stringify(value)}: it must be one decimal length`);
+  return n;
 }
 
 /** The handler set `Connection`. */

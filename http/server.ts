@@ -23,6 +23,7 @@ import type { Reactor } from "../reactor/mod.ts";
 import { DEFAULT_LIMITS, type ParserHandler, type ParserLimits, RequestHead, RequestParser } from "./parser.ts";
 import {
   checkHeader,
+  contentLength,
   dateHeader,
   F_CLOSE,
   F_CONNECTION,
@@ -152,7 +153,9 @@ export interface HttpResponse {
   setHeaders(headers: PreparedHeaders): this;
   /**
    * Sends the response with `body` (string or bytes, may be empty) and a
-   * `Content-Length`. For `HEAD` requests the body is left out.
+   * `Content-Length`. For `HEAD` requests the body is left out. A `Content-Length` the handler set must be the
+   * body's length in bytes (else a `TypeError`, and nothing is sent): a wrong one would misframe the next response.
+   * After `write()`, a body that ends short of it drops the connection.
    */
   end(body?: string | Uint8Array): void;
   /**
@@ -245,7 +248,9 @@ class Exchange implements HttpRequest, HttpResponse {
   #extra: Uint8Array[] | null = null;
   #extraText = "";
   #bits = 0;
-  #streaming = 0; // 0: not streaming, 1: chunked, 2: close-delimited, 3: framed by the handler
+  #streaming = 0; // 0: not streaming, 1: chunked, 2: close-delimited, 3: framed by the handler, 4: no body (204, 304)
+  /** The body bytes the handler's `Content-Length` still allows, or -1 (it set none). */
+  #left = -1;
   /** Output written before this exchange's turn. */
   pending: Uint8Array[] | null = null;
   /** Body reading and callbacks, made when first needed: most requests have no body and nobody waits on them. */
@@ -482,9 +487,13 @@ class Exchange implements HttpRequest, HttpResponse {
 
   setHeader(name: string, value: string): this {
     if (this.#headersSent) throw new Error("Cannot set a header after the head was sent");
+    name = String(name);
     value = String(value);
     checkHeader(name, value);
-    this.#note(headerFlags(name.toLowerCase(), value));
+    const lower = name.toLowerCase();
+    const flags = headerFlags(lower, value);
+    if ((flags & F_LENGTH) !== 0 && lower === "content-length") this.#declare(contentLength(value));
+    this.#note(flags);
     this.#extraText += `${name}: ${value}\r\n`;
     return this;
   }
@@ -492,6 +501,7 @@ class Exchange implements HttpRequest, HttpResponse {
   setHeaders(headers: PreparedHeaders): this {
     if (this.#headersSent) throw new Error("Cannot set headers after the head was sent");
     if (!(headers instanceof PreparedHeaders)) throw new TypeError("setHeaders() takes a PreparedHeaders");
+    if (headers._length >= 0) this.#declare(headers._length);
     this.#note(headers._flags);
     this.#flushExtraText();
     // The common case, one prepared block and nothing before it, needs no array.
@@ -511,7 +521,14 @@ class Exchange implements HttpRequest, HttpResponse {
     this.status = 200;
     this.#first = this.#extra = null;
     this.#extraText = "";
+    this.#left = -1;
     this.#bits &= ~(X_USER_CONNECTION | X_USER_LENGTH | X_USER_DATE | X_USER_TYPE);
+  }
+
+  /** The handler set `Content-Length: n`: the body must be exactly `n` bytes (or the next response would not be read as one). */
+  #declare(n: number): void {
+    if (this.#left >= 0) throw new TypeError("Content-Length must be set once");
+    this.#left = n;
   }
 
   /** Takes note of headers that change what the engine adds (`F_*` bits). */
@@ -538,12 +555,17 @@ class Exchange implements HttpRequest, HttpResponse {
       if (body !== undefined) this.write(body);
       this.#finished = true;
       this.#releaseEarly(); // the rest of the body is read and discarded
+      if (this.#streaming === 3 && this.#left > 0 && !this.isHead) {
+        // Shorter than its Content-Length: the client would wait for the rest, or read the next response as it.
+        const err = new TypeError(`The body ended ${this.#left} bytes short of its Content-Length`);
+        this.conn.server.reportError(err, this);
+        this.abortConnection(err);
+        return;
+      }
       if (this.#streaming === 1 && !this.isHead) this.conn.output(this, CHUNK_END);
       this.conn.responseDone(this);
       return;
     }
-    this.#finished = true;
-    this.#releaseEarly(); // the rest of the body is read and discarded
     let bytes: Uint8Array;
     if (body === undefined) {
       bytes = EMPTY;
@@ -554,6 +576,11 @@ class Exchange implements HttpRequest, HttpResponse {
     } else {
       bytes = body;
     }
+    if (this.#left >= 0 && this.#left !== bytes.byteLength && !this.isHead && !isBodiless(this.status)) {
+      throw new TypeError(`Content-Length: ${this.#left} set, but the body has ${bytes.byteLength} bytes`);
+    }
+    this.#finished = true;
+    this.#releaseEarly(); // the rest of the body is read and discarded
     const out = scratch;
     out.clear();
     this.#writeHead(out, bytes.byteLength, false);
@@ -573,13 +600,21 @@ class Exchange implements HttpRequest, HttpResponse {
   write(chunk: string | Uint8Array): boolean {
     if (this.#finished) throw new Error("Cannot write after end()");
     const bytes = typeof chunk === "string" ? encoder.encode(chunk) : chunk;
+    const left = this.#left;
+    if (
+      left >= 0 && bytes.byteLength > left && !this.isHead &&
+      (this.#headersSent ? this.#streaming === 3 : !isBodiless(this.status))
+    ) {
+      throw new TypeError(`Content-Length: the body would go ${bytes.byteLength - left} bytes past it`);
+    }
     if (!this.#headersSent) {
       const out = scratch;
       out.clear();
       this.#writeHead(out, -1, true);
       this.conn.output(this, out.view());
     }
-    if (bytes.byteLength === 0 || this.isHead) return this.conn.writable;
+    if (bytes.byteLength === 0 || this.isHead || this.#streaming === 4) return this.conn.writable;
+    if (left >= 0) this.#left = left - bytes.byteLength;
     if (this.#streaming === 1) {
       const out = scratch;
       out.clear();
@@ -649,7 +684,7 @@ class Exchange implements HttpRequest, HttpResponse {
     if (this.#first !== null) out.put(this.#first);
     const extra = this.#extra;
     if (extra !== null) { for (let i = 0; i < extra.length; i++) out.put(extra[i]); }
-    if (streaming) this.#streaming = this.#userLength ? 3 : minor === 1 ? 1 : 2;
+    if (streaming) this.#streaming = isBodiless(status) ? 4 : this.#userLength ? 3 : minor === 1 ? 1 : 2;
     if (!this.#userLength && !isBodiless(status)) {
       if (this.#streaming === 1) out.put(H_CHUNKED);
       else if (this.#streaming === 2) this.closeAfter = true;
@@ -1249,6 +1284,7 @@ class Engine {
       ex.abortConnection(err);
       return;
     }
+    ex.resetHead(); // the handler's headers (a Content-Length, say) would misframe the 500
     ex.status = 500;
     if (!ex.requestComplete) ex.closeAfter = true;
     ex.end("Internal Server Error\n");
