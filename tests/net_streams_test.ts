@@ -41,6 +41,21 @@ async function stateAfter(
   return state;
 }
 
+/** A writable's write that waits for drain: 8 MiB to a server that does not read. */
+async function blockedWrite(ctx: Parameters<Parameters<typeof netTest>[1]>[0]): Promise<{
+  conn: Connection;
+  writer: WritableStreamDefaultWriter<Uint8Array>;
+  pending: Promise<void>;
+}> {
+  const { srv, conn } = await pair(ctx, { highWaterMark: 16 * 1024 });
+  srv.pause();
+  const writer = conn.writable.getWriter();
+  const pending = writer.write(new Uint8Array(8 << 20));
+  pending.catch(() => {});
+  assert.equal(await stateAfter(ctx, pending), "pending");
+  return { conn, writer, pending };
+}
+
 for (const backend of BACKENDS) {
   Deno.test(`conn.readable / conn.writable (${backend})`, async (t) => {
     await t.step(
@@ -214,12 +229,7 @@ for (const backend of BACKENDS) {
       "writable.abort() destroys the connection even while a write waits for drain",
       () =>
         netTest(backend as BackendName, async (ctx) => {
-          const { srv, conn } = await pair(ctx, { highWaterMark: 16 * 1024 });
-          srv.pause();
-          const writer = conn.writable.getWriter();
-          const pending = writer.write(new Uint8Array(8 << 20));
-          pending.catch(() => {});
-          assert.equal(await stateAfter(ctx, pending), "pending");
+          const { conn, writer, pending } = await blockedWrite(ctx);
           const aborted = writer.abort(new Error("give up"));
           aborted.catch(() => {});
           const closed = nextEvent<Error | undefined>(conn, "close");
@@ -235,12 +245,7 @@ for (const backend of BACKENDS) {
       "writable.abort() without a reason destroys the connection with no error",
       () =>
         netTest(backend as BackendName, async (ctx) => {
-          const { srv, conn } = await pair(ctx, { highWaterMark: 16 * 1024 });
-          srv.pause();
-          const writer = conn.writable.getWriter();
-          const pending = writer.write(new Uint8Array(8 << 20));
-          pending.catch(() => {});
-          assert.equal(await stateAfter(ctx, pending), "pending");
+          const { conn, writer, pending } = await blockedWrite(ctx);
           const closed = nextEvent<Error | undefined>(conn, "close");
           await writer.abort(); // no `error` listener: an error here would reach onError and fail the test
           assert.equal(conn.destroyed, true);

@@ -112,27 +112,45 @@ testEveryBackend(
 
 // ---------------------------------------------------------------- a clock that goes back
 
+/**
+ * A chain of `callSoon` callbacks, each moving the fake clock 1 ms on, the
+ * first also moving it back by a million first (a substituted clock such as
+ * `Date.now` can step back); the 100th stops the loop. `end()` makes the
+ * callbacks still queued do nothing.
+ */
+function backwardClockChain(reactor: Reactor, clock: FakeClock): { readonly turns: number; end(): void } {
+  let live = true;
+  let turns = 0;
+  const soon = () => {
+    if (!live) return;
+    turns++;
+    if (turns === 1) clock.now -= 1_000_000;
+    clock.advance(1);
+    if (turns >= 100) reactor.stop();
+    else reactor.callSoon(soon);
+  };
+  reactor.callSoon(soon);
+  return {
+    get turns() {
+      return turns;
+    },
+    end() {
+      live = false;
+    },
+  };
+}
+
 testEveryBackend(
   '`Reactor.runSync({ sliceMs })` still returns "yielded" after its clock goes back',
   ({ reactor, clock }) => {
     // A substituted clock (Date.now, say) can step back. The slice must stay a slice, not wait for the clock
     // to catch up: each turn moves the clock 1 ms on, the first moves it back by a million first.
-    let live = true;
-    let soons = 0;
-    const soon = () => {
-      if (!live) return;
-      soons++;
-      if (soons === 1) clock.now -= 1_000_000;
-      clock.advance(1);
-      if (soons >= 100) reactor.stop();
-      else reactor.callSoon(soon);
-    };
-    reactor.callSoon(soon);
+    const chain = backwardClockChain(reactor, clock);
     try {
-      assert.equal(reactor.runSync({ sliceMs: 5 }), "yielded", `${soons} turns without a yield`);
-      assert.ok(soons <= 10, `yielded after ${soons} turns of 1 ms for a 5 ms slice`);
+      assert.equal(reactor.runSync({ sliceMs: 5 }), "yielded", `${chain.turns} turns without a yield`);
+      assert.ok(chain.turns <= 10, `yielded after ${chain.turns} turns of 1 ms for a 5 ms slice`);
     } finally {
-      live = false;
+      chain.end();
     }
   },
   fake,
@@ -141,23 +159,13 @@ testEveryBackend(
 testEveryBackend(
   "`Reactor.run()` under load still yields to Deno after its clock goes back",
   async ({ reactor, clock }) => {
-    let live = true;
-    let soons = 0;
-    const soon = () => {
-      if (!live) return;
-      soons++;
-      if (soons === 1) clock.now -= 1_000_000;
-      clock.advance(1);
-      if (soons >= 100) reactor.stop();
-      else reactor.callSoon(soon);
-    };
-    reactor.callSoon(soon);
+    const chain = backwardClockChain(reactor, clock);
     try {
       await expectRunToReturn(reactor, 5000, "a callSoon chain of 100 turns");
     } finally {
-      live = false;
+      chain.end();
     }
-    assert.equal(soons, 100);
+    assert.equal(chain.turns, 100);
     // 100 turns of 1 ms with a 5 ms interval. How many turns a yield takes depends on when Deno's timer fires
     // (the chain goes on meanwhile), but there is at least one: the loop does not wait for the clock to catch up.
     assert.ok(reactor.metrics.yields >= 1, `${reactor.metrics.yields} yields in 100 turns of 1 ms`);
