@@ -245,7 +245,7 @@ for (const backend of BACKENDS) {
       "writable.abort() without a reason destroys the connection with no error",
       () =>
         netTest(backend as BackendName, async (ctx) => {
-          const { conn, writer, pending } = await blockedWrite(ctx);
+          const { conn, writer } = await blockedWrite(ctx);
           const closed = nextEvent<Error | undefined>(conn, "close");
           await writer.abort(); // no `error` listener: an error here would reach onError and fail the test
           assert.equal(conn.destroyed, true);
