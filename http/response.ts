@@ -13,22 +13,42 @@ const encoder = new TextEncoder();
 /** Strings up to this long are copied by hand while they are ASCII. */
 const ASCII_COPY_MAX = 256;
 
+const NO_BYTES = new Uint8Array(0);
+/** `keep` when there is no bound: past any buffer made here, and a small integer (V8 Smi), so reading it never boxes. */
+const KEEP_ALL = 2 ** 30 - 1;
+
 /**
  * A growable byte buffer that response heads and small bodies are written
  * into, then handed to the connection in one `write()`.
+ *
+ * A buffer shared by every response (the engine's are module-wide) is given a
+ * `keep` bound: one large response may grow it, and `clear()` then gives that
+ * memory back instead of keeping it for the life of the process.
  */
 export class OutBuffer {
   /** The bytes; valid in `[0, length)`. */
   bytes: Uint8Array;
   /** Bytes used. */
   length = 0;
-  #view: Uint8Array = new Uint8Array(0);
+  #view: Uint8Array = NO_BYTES;
   /** The `bytes` that `#view` is a view of. */
   #viewOf: Uint8Array | null = null;
+  readonly #initial: number;
+  readonly #keep: number;
 
-  /** @param capacity Initial size in bytes. */
-  constructor(capacity = 16 * 1024) {
+  /**
+   * @param capacity Initial size in bytes.
+   * @param keep The most bytes of memory `clear()` keeps (default: all it grew to).
+   */
+  constructor(capacity = 16 * 1024, keep = KEEP_ALL) {
     this.bytes = new Uint8Array(capacity);
+    this.#initial = capacity;
+    this.#keep = keep;
+  }
+
+  /** Bytes that still fit without growing. */
+  room(): number {
+    return this.bytes.byteLength - this.length;
   }
 
   /** Makes room for `n` more bytes. */
@@ -107,9 +127,22 @@ export class OutBuffer {
     return this.#view;
   }
 
-  /** Forgets the contents, keeping the memory. */
+  /**
+   * Forgets the contents. The memory is kept for the next use, unless the
+   * buffer grew past its `keep` bound: then it goes back to its initial
+   * capacity (views taken before stay valid: they keep the old memory alive
+   * until they are dropped).
+   */
   clear(): void {
     this.length = 0;
+    if (this.bytes.byteLength > this.#keep) this.#shrink();
+  }
+
+  #shrink(): void {
+    this.bytes = new Uint8Array(this.#initial);
+    // The cached view would keep the large memory alive.
+    this.#view = NO_BYTES;
+    this.#viewOf = null;
   }
 }
 
@@ -291,6 +324,21 @@ export function contentLength(value: string): number {
   const n = value.length > 0 && value.length <= 15 && /^[0-9]+$/.test(value) ? Number(value) : -1;
   if (n < 0) throw new TypeError(`Invalid Content-Length ${JSON.stringify(value)}: it must be one decimal length`);
   return n;
+}
+
+const decoder = new TextDecoder();
+const FRAMING_LINE = /^(?:content-length|transfer-encoding):/i;
+
+/**
+ * `lines` (`Name: value\r\n` lines, as a handler set them) without `Content-Length` and `Transfer-Encoding`, for a
+ * 204: RFC 9110 §8.6 and RFC 9112 §6.1 forbid both there. They are dropped, not refused, as Go's net/http and hyper
+ * (`Deno.serve`) drop them: a handler that sets `Content-Length: 0` on a 204 means no harm. Returns `lines` itself
+ * when it has neither.
+ */
+export function withoutFraming(lines: Uint8Array): Uint8Array {
+  const all = decoder.decode(lines).split("\r\n"); // ASCII: checkHeader() let nothing else in
+  const kept = all.filter((line) => !FRAMING_LINE.test(line));
+  return kept.length === all.length ? lines : encoder.encode(kept.join("\r\n"));
 }
 
 /** The handler set `Connection`. */

@@ -34,6 +34,7 @@ import {
   OutBuffer,
   PreparedHeaders,
   statusLine,
+  withoutFraming,
 } from "./response.ts";
 import { reasonPhrase } from "./status.ts";
 
@@ -147,7 +148,10 @@ export interface HttpResponse {
    * the client waiting for the real answer (`100 Continue` is the engine's).
    */
   status: number;
-  /** Adds a header line (validated: a CR or LF in it throws a `TypeError`). */
+  /**
+   * Adds a header line (validated: a CR or LF in it throws a `TypeError`). A 204 is sent without the
+   * `Content-Length` or `Transfer-Encoding` set for it (RFC 9110 §8.6 forbids them there; Go and hyper drop them too).
+   */
   setHeader(name: string, value: string): this;
   /** Adds a prepared header block (built once, written verbatim). */
   setHeaders(headers: PreparedHeaders): this;
@@ -179,10 +183,22 @@ export interface HttpResponse {
 /** A raw request handler: answer through `res`, now or later. */
 export type HttpHandler = (req: HttpRequest, res: HttpResponse) => void;
 
+/**
+ * The most memory a module-wide response buffer keeps between responses. A head with the engine's headers and a
+ * few of the handler's takes well under 4 KiB, and a small body (up to 16 KiB) is copied in after it: 64 KiB leaves
+ * room for every ordinary response with no allocation, while one with huge headers grows the buffer only until it is
+ * out (`OutBuffer.clear()` then gives the memory back). Large bodies never go through these buffers.
+ */
+const KEEP_MAX = 64 * 1024;
+/** The cork buffer's fixed size: output that does not fit goes straight to the socket, after what it holds. */
+const CORK_SIZE = 64 * 1024;
+/** Bodies given as strings up to this many UTF-16 units are encoded into `bodyScratch` (at most 3 bytes each). */
+const TEXT_SCRATCH_MAX = 16 * 1024;
+
 // Shared scratch space for one response head at a time (the loop is single-threaded).
-const scratch = new OutBuffer(4096);
-// Responses of one read, collected while a connection is corked.
-const cork = new OutBuffer(64 * 1024);
+const scratch = new OutBuffer(4096, KEEP_MAX);
+// Responses of one read, collected while a connection is corked. It never grows (see HttpConnection.#send).
+const cork = new OutBuffer(CORK_SIZE, CORK_SIZE);
 
 /** Body bytes kept for a handler that has not asked for the body yet, before reading pauses (as a reader's queue). */
 const EARLY_BODY_MAX = 64 * 1024;
@@ -570,9 +586,7 @@ class Exchange implements HttpRequest, HttpResponse {
     if (body === undefined) {
       bytes = EMPTY;
     } else if (typeof body === "string") {
-      bodyScratch.clear();
-      bodyScratch.text(body);
-      bytes = bodyScratch.view();
+      bytes = encodeBody(body);
     } else {
       bytes = body;
     }
@@ -588,12 +602,11 @@ class Exchange implements HttpRequest, HttpResponse {
       if (bytes.byteLength <= 16 * 1024) {
         out.put(bytes);
       } else {
-        this.conn.output(this, out.view());
-        out.clear();
+        this.#flush(out);
         this.conn.output(this, bytes);
       }
     }
-    if (out.length > 0) this.conn.output(this, out.view());
+    if (out.length > 0) this.#flush(out);
     this.conn.responseDone(this);
   }
 
@@ -611,7 +624,7 @@ class Exchange implements HttpRequest, HttpResponse {
       const out = scratch;
       out.clear();
       this.#writeHead(out, -1, true);
-      this.conn.output(this, out.view());
+      this.#flush(out);
     }
     if (bytes.byteLength === 0 || this.isHead || this.#streaming === 4) return this.conn.writable;
     if (left >= 0) this.#left = left - bytes.byteLength;
@@ -623,9 +636,9 @@ class Exchange implements HttpRequest, HttpResponse {
       if (bytes.byteLength <= 4096) {
         out.put(bytes);
         out.crlf();
-        this.conn.output(this, out.view());
+        this.#flush(out);
       } else {
-        this.conn.output(this, out.view());
+        this.#flush(out);
         this.conn.output(this, bytes);
         this.conn.output(this, CRLF);
       }
@@ -633,6 +646,12 @@ class Exchange implements HttpRequest, HttpResponse {
       this.conn.output(this, bytes);
     }
     return this.conn.writable;
+  }
+
+  /** Hands what `out` holds to the connection (which copies what it keeps), and clears it for the next response. */
+  #flush(out: OutBuffer): void {
+    this.conn.output(this, out.view());
+    out.clear(); // a buffer that grew past KEEP_MAX (huge headers) gives its memory back here
   }
 
   onDrain(fn: () => void): void {
@@ -680,10 +699,7 @@ class Exchange implements HttpRequest, HttpResponse {
     this.#headersSent = true;
     out.put(line);
     if (!this.#userDate) out.put(dateHeader(this.conn.server.reactor));
-    this.#flushExtraText();
-    if (this.#first !== null) out.put(this.#first);
-    const extra = this.#extra;
-    if (extra !== null) { for (let i = 0; i < extra.length; i++) out.put(extra[i]); }
+    this.#putUserHeaders(out, status);
     if (streaming) this.#streaming = isBodiless(status) ? 4 : this.#userLength ? 3 : minor === 1 ? 1 : 2;
     if (!this.#userLength && !isBodiless(status)) {
       if (this.#streaming === 1) out.put(H_CHUNKED);
@@ -700,6 +716,23 @@ class Exchange implements HttpRequest, HttpResponse {
       else if (minor === 0) out.put(H_KEEP_ALIVE);
     }
     out.crlf();
+  }
+
+  /**
+   * Writes the header lines the handler set. A 204 goes without the `Content-Length` or `Transfer-Encoding` it set
+   * (RFC 9110 §8.6, RFC 9112 §6.1), as Go's net/http and hyper drop them; a 304 keeps them (allowed there).
+   */
+  #putUserHeaders(out: OutBuffer, status: number): void {
+    this.#flushExtraText();
+    const unframe = status === 204 && this.#userLength;
+    const first = this.#first;
+    if (first !== null) out.put(unframe ? withoutFraming(first) : first);
+    const extra = this.#extra;
+    if (extra !== null) {
+      for (let i = 0; i < extra.length; i++) {
+        out.put(unframe ? withoutFraming(extra[i]) : extra[i]);
+      }
+    }
   }
 
   /** A complete response for an engine-made error (`preset`). */
@@ -754,7 +787,27 @@ export function resetResponseHead(res: HttpResponse): void {
 }
 
 const CRLF = encoder.encode("\r\n");
-const bodyScratch = new OutBuffer(4096);
+// A string body of up to TEXT_SCRATCH_MAX units, encoded (so within KEEP_MAX: 3 × 16 Ki fits 64 KiB).
+const bodyScratch = new OutBuffer(4096, KEEP_MAX);
+
+/**
+ * A string body as UTF-8: a short one in `bodyScratch` (a view, valid until the next call), a long one in bytes of
+ * its own, which go to the socket as they are and are freed with the response.
+ */
+function encodeBody(body: string): Uint8Array {
+  if (body.length > TEXT_SCRATCH_MAX) return encoder.encode(body);
+  bodyScratch.clear();
+  bodyScratch.text(body);
+  return bodyScratch.view();
+}
+
+/**
+ * @ignore For tests only (not exported from `http/mod.ts`): the capacities, in bytes, of the module-wide buffers
+ * that responses are written into, to show that a large response gave their memory back.
+ */
+export function _responseBufferCapacities(): { head: number; body: number; cork: number } {
+  return { head: scratch.bytes.byteLength, body: bodyScratch.bytes.byteLength, cork: cork.bytes.byteLength };
+}
 
 /**
  * The default `onError`: the request line and the error (with its stack) for
@@ -1038,12 +1091,25 @@ class HttpConnection implements ParserHandler {
   }
 
   #send(bytes: Uint8Array): void {
-    if (this.#corked) {
-      cork.put(bytes);
-      if (cork.length >= 64 * 1024) this.#uncork();
-    } else if (!this.conn.destroyed && !this.conn.writableEnded) {
-      this.writable = this.conn.write(bytes);
+    if (!this.#corked) {
+      this.#write(bytes);
+      return;
     }
+    if (bytes.byteLength > cork.room()) {
+      // What does not fit goes out after what the cork holds; what is larger than the cork, straight to the socket
+      // (copying a large body into the shared buffer would grow it for good).
+      this.#uncork();
+      if (bytes.byteLength > cork.room()) {
+        this.#write(bytes);
+        return;
+      }
+    }
+    cork.put(bytes);
+    if (cork.length >= CORK_SIZE) this.#uncork();
+  }
+
+  #write(bytes: Uint8Array): void {
+    if (!this.conn.destroyed && !this.conn.writableEnded) this.writable = this.conn.write(bytes);
   }
 
   /** Writes what the responses of this read put in the cork buffer, in one `send`. */
@@ -1052,7 +1118,7 @@ class HttpConnection implements ParserHandler {
     const view = cork.view();
     cork.clear();
     // write() copies what it cannot send now, so the cork buffer is free again.
-    if (!this.conn.destroyed && !this.conn.writableEnded) this.writable = this.conn.write(view);
+    this.#write(view);
   }
 
   /** `ex` ended its response. */
