@@ -7,6 +7,7 @@
 
 import { parseArgs } from "node:util";
 import { type BackendName, BACKENDS, OSError, type Reactor } from "../mod.ts";
+import { setNonBlocking } from "../ffi/mod.ts";
 
 /** A flag of an example: its type, default and help text. */
 export interface Flag {
@@ -135,6 +136,43 @@ export function intFlag(name: string, text: string, min: number, max: number): n
     Deno.exit(2);
   }
   return n;
+}
+
+/** The ways out of a program that skip a `finally`: `Deno.exit()` and the end (`unload`), an uncaught error. */
+const EXIT_EVENTS = ["unload", "error", "unhandledrejection"] as const;
+
+/**
+ * Makes stdin (fd 0) non-blocking, and returns the function that puts its
+ * `O_NONBLOCK` flag back as it was before: call it in a `finally`.
+ *
+ * The flag belongs to the open file description, which fd 0 shares with the
+ * parent shell and every other process on the same terminal or pipe: left
+ * set, the shell's next read fails with `EAGAIN`; cleared where it was set,
+ * a process that relied on it blocks. The flag is also put back on the ways
+ * out that skip a `finally` (`Deno.exit()`, the end of the program, an
+ * uncaught error); SIGINT and SIGTERM end the program through
+ * {@linkcode runUntilSignal} once {@linkcode catchSignals} has run, so call
+ * that first. Only SIGKILL (or another signal nobody catches) leaves the flag set.
+ *
+ * @throws {OSError} `EBADF` when fd 0 is closed.
+ */
+export function stdinNonBlocking(): () => void {
+  const was = setNonBlocking(0, true);
+  let restored = false;
+  const restore = () => {
+    if (restored) return;
+    restored = true;
+    for (const e of EXIT_EVENTS) globalThis.removeEventListener(e, restore);
+    if (was) return;
+    try {
+      setNonBlocking(0, false);
+    } catch (err) {
+      // fd 0 was closed meanwhile: there is no flag left to put back.
+      if (!(err instanceof OSError)) throw err;
+    }
+  };
+  for (const e of EXIT_EVENTS) globalThis.addEventListener(e, restore);
+  return restore;
 }
 
 const SIGNALS = ["SIGINT", "SIGTERM"] as const;

@@ -16,11 +16,13 @@
 
 import { parseArgs } from "node:util";
 import { HttpClient } from "../http/mod.ts";
+import { formatHostPort } from "../net/mod.ts";
 import {
   close,
   connect as connectFd,
   encodeSockaddr,
   getaddrinfo,
+  OSError,
   read,
   setNonBlocking,
   SOCK_STREAM,
@@ -92,16 +94,40 @@ async function concurrent(): Promise<number[]> {
   }
 }
 
+/**
+ * A blocking socket connected to `host:port`: each address the name resolves to, in the resolver's order
+ * (RFC 6724), until one accepts, as the reactor client's dial (net/dial.ts) does. `localhost` may give ::1 first
+ * to a server listening on 127.0.0.1 only, or the reverse. Throws the last address's error, naming the host:
+ * `Cannot connect to localhost:8000 (127.0.0.1:8000): ECONNREFUSED …`.
+ */
+async function connectBlocking(host: string, port: number): Promise<number> {
+  const addresses = await getaddrinfo(host); // the lookup; everything after it blocks the thread
+  let last: Error = new OSError(0, "getaddrinfo", `Cannot resolve ${JSON.stringify(host)}`, "no address");
+  for (const addr of addresses) {
+    const target = formatHostPort(addr.address, port);
+    const what = addr.address === host ? target : `${formatHostPort(host, port)} (${target})`;
+    let fd = -1;
+    try {
+      const sa = encodeSockaddr({ host: addr.address, port });
+      fd = socket(sa.family, SOCK_STREAM);
+      setNonBlocking(fd, false);
+      connectFd(fd, sa.buf, sa.len, what);
+      return fd;
+    } catch (err) {
+      if (fd >= 0) close(fd);
+      if (!(err instanceof OSError)) throw err;
+      last = err;
+    }
+  }
+  throw last;
+}
+
 /** One request on a blocking socket: connect, send, read until the server closes. Returns the status. */
 async function blockingGet(url: URL): Promise<number> {
   const host = url.hostname.replace(/^\[|\]$/g, "");
-  const [addr] = await getaddrinfo(host); // the lookup; everything after it blocks the thread
   const port = url.port === "" ? 80 : Number(url.port);
-  const sa = encodeSockaddr({ host: addr.address, port });
-  const fd = socket(sa.family, SOCK_STREAM);
+  const fd = await connectBlocking(host, port);
   try {
-    setNonBlocking(fd, false);
-    connectFd(fd, sa.buf, sa.len, `${url.host}`);
     const head = new TextEncoder().encode(
       `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`,
     );

@@ -11,8 +11,8 @@
  */
 
 import { OSError, Reactor } from "../mod.ts";
-import { read, setNonBlocking, WOULD_BLOCK } from "../ffi/mod.ts";
-import { backendFlag, LOOP_FLAGS, parseFlags, runUntilSignal } from "./_cli.ts";
+import { read, WOULD_BLOCK } from "../ffi/mod.ts";
+import { backendFlag, catchSignals, LOOP_FLAGS, parseFlags, runUntilSignal, stdinNonBlocking } from "./_cli.ts";
 
 const flags = parseFlags("Usage: deno run --allow-ffi examples/stdin_monitor.ts [options]", {
   interval: { type: "string", default: "1000", help: "Tick interval in ms" },
@@ -32,8 +32,6 @@ let ticks = 0;
 let lines = 0;
 let failed = false;
 
-// A terminal or pipe on fd 0 is shared with the parent: make it non-blocking only while we run.
-setNonBlocking(0, true);
 const tick = () => console.log(`tick ${++ticks}`);
 let timer = reactor.callEvery(interval, tick);
 
@@ -86,10 +84,14 @@ try {
   reactor.addReader(0, onStdin);
 }
 
+// A terminal or pipe on fd 0 is shared with the parent: make it non-blocking only while we run, and leave its
+// flag as we found it. Signals are caught first, so that one arriving now ends the loop, not the process.
+catchSignals();
+const restoreStdin = stdinNonBlocking();
 try {
   await runUntilSignal(reactor, flags.sync, finish);
 } finally {
-  setNonBlocking(0, false);
+  restoreStdin();
 }
 console.log(`stdin_monitor: ${lines} lines, ${ticks} ticks`);
 reactor.close();

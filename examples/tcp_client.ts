@@ -12,8 +12,17 @@
  */
 
 import { connect, formatAddress, OSError, Reactor } from "../mod.ts";
-import { read, setNonBlocking, WOULD_BLOCK } from "../ffi/mod.ts";
-import { backendFlag, intFlag, openOrExit, parseFlags, portFlag, runUntilSignal, writeStdout } from "./_cli.ts";
+import { read, WOULD_BLOCK } from "../ffi/mod.ts";
+import {
+  backendFlag,
+  intFlag,
+  openOrExit,
+  parseFlags,
+  portFlag,
+  runUntilSignal,
+  stdinNonBlocking,
+  writeStdout,
+} from "./_cli.ts";
 
 const flags = parseFlags("Usage: deno run --allow-ffi examples/tcp_client.ts [options]", {
   host: { type: "string", default: "127.0.0.1", help: "Server address (numeric or localhost)" },
@@ -50,6 +59,8 @@ function newReactor(): Reactor {
 const reactor = newReactor();
 const stdinBuf = new Uint8Array(16 * 1024);
 let exitCode = 0;
+/** Puts stdin's O_NONBLOCK back as it was; set once stdin is made non-blocking (on connect). */
+let restoreStdin = () => {};
 
 const conn = openOrExit("tcp_client", () => connect({ host: flags.host, port, timeout, reactor }));
 function onStdin(): void {
@@ -69,7 +80,8 @@ function onStdin(): void {
 
 conn.on("connect", () => {
   console.error(`connected to ${formatAddress(conn.remoteAddress!)}`);
-  setNonBlocking(0, true);
+  // Shared with the parent shell: non-blocking only while we run (runUntilSignal has caught the signals by now).
+  restoreStdin = stdinNonBlocking();
   reactor.addReader(0, onStdin);
 });
 conn.on("data", (chunk) => {
@@ -89,7 +101,7 @@ conn.on("close", () => {
 try {
   await runUntilSignal(reactor, false, () => conn.destroy());
 } finally {
-  setNonBlocking(0, false);
+  restoreStdin();
 }
 reactor.close();
 Deno.exit(exitCode);

@@ -441,14 +441,19 @@ export function sendChunks(
   return n;
 }
 
-/** `fcntl(fd, F_SETFL, flags | O_NONBLOCK)`. */
-export function setNonBlocking(fd: number, on = true): void {
+/**
+ * Sets or clears `O_NONBLOCK` on `fd` (`fcntl(fd, F_SETFL, …)`), and returns
+ * whether it was set before, so that a caller borrowing a shared descriptor
+ * (stdin, whose flag the parent shell sees too) can put it back.
+ */
+export function setNonBlocking(fd: number, on = true): boolean {
   const flags = sym.fcntl(fd, F_GETFL, 0);
   if (flags < 0) throw osError(errnoView[0], "fcntl", `Cannot get flags of fd ${fd}`);
   const next = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
   if (next !== flags && sym.fcntl(fd, F_SETFL, next) < 0) {
     throw osError(errnoView[0], "fcntl", `Cannot set flags of fd ${fd}`);
   }
+  return (flags & O_NONBLOCK) !== 0;
 }
 
 /**

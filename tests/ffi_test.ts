@@ -237,6 +237,14 @@ Deno.test(
       setNonBlocking(a, true);
       assert.equal(sym.fcntl(a, F_GETFL, 0) & O_NONBLOCK, O_NONBLOCK);
     });
+    await t.step("setNonBlocking() returns whether O_NONBLOCK was set before", () => {
+      const [a] = fds.socketpair();
+      setNonBlocking(a, false);
+      assert.equal(setNonBlocking(a, true), false);
+      assert.equal(setNonBlocking(a, true), true);
+      assert.equal(setNonBlocking(a, false), true);
+      assert.equal(setNonBlocking(a, false), false);
+    });
     await t.step("dupAtLeast() returns a close-on-exec fd at or above min", () => {
       const [r] = fds.pipe();
       const high = fds.dupAtLeast(r, 1500);
