@@ -59,7 +59,9 @@ export function parseFlags<F extends Record<string, Flag>>(
 
 /** A bad-flag message on one line, pointing at `--help` (scripts read the first line of stderr). */
 export function usageError(message: string): string {
-  return `${message.replace(/\s*\n\s*/g, " ").trim()} (see --help)`;
+  // Node's parseArgs adds, when positionals are allowed, a hint about `--` that quotes the flag unevenly: not ours.
+  const first = message.replace(/\. To specify a positional argument[^]*$/, "");
+  return `${first.replace(/\s*\n\s*/g, " ").trim()} (see --help)`;
 }
 
 /**

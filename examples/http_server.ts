@@ -52,6 +52,7 @@ const flags = parseFlags("Usage: deno run --allow-ffi examples/http_server.ts [o
   port: { type: "string", default: "8000", help: "Port (0 = pick a free port)" },
   api: { type: "string", default: "raw", help: "Handler API: raw (listenHttp) or fetch (serve)" },
   ...LOOP_FLAGS,
+  sync: { type: "boolean", help: "Use the blocking runSync() loop (needs --api raw)" },
 });
 
 if (flags.api !== "raw" && flags.api !== "fetch") {
