@@ -58,11 +58,22 @@ function timeLoop(op: () => void): number {
   return ((performance.now() - t0) * 1e6) / iterations;
 }
 
-async function runC(exe: string): Promise<Map<string, number>> {
+/** One C call's line: wall ns per call, and the user and system CPU ns per call that getrusage() charged. */
+interface CTimes {
+  ns: number;
+  user: number;
+  sys: number;
+}
+
+async function runC(exe: string): Promise<Map<string, CTimes>> {
   const out = await new Deno.Command(exe, { args: [String(iterations)], stdout: "piped", stderr: "piped" }).output();
   if (out.code !== 0) throw new Error(`${exe} failed: ${new TextDecoder().decode(out.stderr)}`);
   const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-  return new Map(lines.map((l) => l.split("\t")).map(([name, ns]) => [name, Number(ns)]));
+  return new Map(lines.map((l) => l.split("\t")).map(([name, ns, user, sys]) => {
+    const times = { ns: Number(ns), user: Number(user), sys: Number(sys) };
+    if (!Object.values(times).every(Number.isFinite)) throw new Error(`${exe} printed a bad line for ${name}`);
+    return [name, times];
+  }));
 }
 
 const meta = runMeta();
@@ -74,11 +85,11 @@ try {
   if (cc.code !== 0) throw new Error(`cc failed:\n${new TextDecoder().decode(cc.stderr)}`);
 
   const loops = denoLoops();
-  const c = new Map<string, number[]>();
+  const c = new Map<string, CTimes[]>();
   const deno = new Map<string, number[]>();
   for (let r = 0; r < rounds; r++) {
     progress.round(r + 1, rounds, `C (${iterations} iterations per call)`);
-    for (const [name, ns] of await runC(exe)) c.set(name, [...(c.get(name) ?? []), ns]);
+    for (const [name, times] of await runC(exe)) c.set(name, [...(c.get(name) ?? []), times]);
     progress.round(r + 1, rounds, `Deno FFI (${iterations} iterations per call)`);
     for (const [name, op] of loops) deno.set(name, [...(deno.get(name) ?? []), timeLoop(op)]);
   }
@@ -88,10 +99,18 @@ try {
   );
   const results: FfiRow[] = [];
   for (const [name, ds] of deno) {
-    const cs = c.get(name);
-    if (!cs) throw new Error(`the C program printed no line for ${name}`);
+    const ct = c.get(name);
+    if (!ct) throw new Error(`the C program printed no line for ${name}`);
+    const cs = ct.map((t) => t.ns);
     const ratio = median(ds) / median(cs);
-    results.push({ call: name, c: { ...spreadOf(cs), rounds: cs }, deno: { ...spreadOf(ds), rounds: ds }, ratio });
+    results.push({
+      call: name,
+      c: { ...spreadOf(cs), rounds: cs },
+      cUser: { ...spreadOf(ct.map((t) => t.user)), rounds: ct.map((t) => t.user) },
+      cSys: { ...spreadOf(ct.map((t) => t.sys)), rounds: ct.map((t) => t.sys) },
+      deno: { ...spreadOf(ds), rounds: ds },
+      ratio,
+    });
   }
   console.log(ffiTable(results));
   await writeResults(new URL("ffi_vs_c.json", RESULTS_DIR), {
@@ -102,7 +121,7 @@ try {
       arch: Deno.build.arch,
       method: "each round runs the C program (cc -O2) then the Deno FFI loops; every loop is warmed up with 1/100 " +
         "of its iterations, then timed over all of them; median ns/op over rounds, min–max; ratio: Deno median ÷ " +
-        "C median",
+        "C median; the C program's user and system CPU per call from getrusage() around each timed loop",
     },
     results,
   });

@@ -4,7 +4,10 @@
  *
  *   cc -O2 -o /tmp/ffi_baseline bench/c/ffi_baseline.c && /tmp/ffi_baseline [iterations]
  *
- * Prints one line per call: "<name>\t<ns per op>". Each loop is warmed up
+ * Prints one line per call: "<name>\t<ns per op>\t<user ns per op>\t<system
+ * ns per op>", the last two from getrusage(): how much of a call the kernel
+ * charges to user time and how much to system time (on a VM, the cost of the
+ * syscall instruction itself can land in user time). Each loop is warmed up
  * with 1/100 of its iterations first. Exits non-zero if a call misbehaves.
  */
 #define _GNU_SOURCE
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +25,14 @@ static double now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* This process's user and system CPU time so far, in ns. */
+static void cpu_ns(double *user, double *sys) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  *user = (double)ru.ru_utime.tv_sec * 1e9 + (double)ru.ru_utime.tv_usec * 1e3;
+  *sys = (double)ru.ru_stime.tv_sec * 1e9 + (double)ru.ru_stime.tv_usec * 1e3;
 }
 
 static void die(const char *what) {
@@ -52,10 +64,14 @@ static void op_fcntl(void) {
 /* Called through a pointer so the compiler cannot hoist or merge the calls. */
 static void run(const char *name, void (*volatile op)(void), long iterations) {
   for (long i = 0; i < iterations / 100; i++) op();
+  double u0, s0, u1, s1;
+  cpu_ns(&u0, &s0);
   double t0 = now_ns();
   for (long i = 0; i < iterations; i++) op();
   double t1 = now_ns();
-  printf("%s\t%.1f\n", name, (t1 - t0) / (double)iterations);
+  cpu_ns(&u1, &s1);
+  double n = (double)iterations;
+  printf("%s\t%.1f\t%.1f\t%.1f\n", name, (t1 - t0) / n, (u1 - u0) / n, (s1 - s0) / n);
 }
 
 int main(int argc, char **argv) {
