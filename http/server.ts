@@ -16,6 +16,7 @@
  * @module
  */
 
+import { Errno, OSError } from "../ffi/mod.ts";
 import type { Connection, ListenOptions, Server, SocketAddress } from "../net/mod.ts";
 import { listen } from "../net/mod.ts";
 import { ownerOf, setOwner } from "../net/connection.ts";
@@ -85,7 +86,12 @@ export interface HttpServerOptions {
   halfClose?: boolean;
   /**
    * Called once for each handler that throws (the client gets a 500) and for
-   * other errors of the server. Default: the reactor's `onError`.
+   * other errors of the server, among them an `OSError` `ENOBUFS` when a
+   * handler that kept writing without waiting for `onDrain` took a
+   * connection's write queue past its cap (16 MiB; the connection is
+   * dropped). Default: the request line and the error on stderr (one line
+   * for an error of the server itself); an `onError` that throws goes to the
+   * reactor's `onError`.
    */
   onError?: (error: unknown, request?: HttpRequest) => void;
 }
@@ -156,23 +162,33 @@ export interface HttpResponse {
   /** Adds a prepared header block (built once, written verbatim). */
   setHeaders(headers: PreparedHeaders): this;
   /**
-   * Sends the response with `body` (string or bytes, may be empty) and a
+   * Sends the response with `body` (string or bytes, may be empty, of any size) and a
    * `Content-Length`. For `HEAD` requests the body is left out. A `Content-Length` the handler set must be the
    * body's length in bytes (else a `TypeError`, and nothing is sent): a wrong one would misframe the next response.
    * After `write()`, a body that ends short of it drops the connection.
+   *
+   * A large body goes to the connection in slices as the client reads it; the response behind it on a keep-alive
+   * connection waits for its last slice. What cannot be sent at once is copied, so `body` may be reused (changed)
+   * as soon as `end()` returns.
    */
   end(body?: string | Uint8Array): void;
   /**
    * Sends a piece of a streamed body: the first call sends the head, with
    * `Transfer-Encoding: chunked` for HTTP/1.1 or no length for HTTP/1.0 (the
-   * connection then closes after). End with `end()`.
+   * connection then closes after). End with `end()`. A piece of any size is
+   * sent whole, as `end()` sends a body, and may be reused once `write()` returns.
    *
    * @returns false when the client is not keeping up: wait for `onDrain`.
+   *   A handler that writes on regardless past the connection's write cap
+   *   (16 MiB held) loses the connection, and `onError` gets `ENOBUFS`.
    */
   write(chunk: string | Uint8Array): boolean;
   /** Calls `fn` once when the client caught up after `write()` returned false. */
   onDrain(fn: () => void): void;
-  /** Calls `fn` once if the connection closes before the response is complete (at once if it did already). */
+  /**
+   * Calls `fn` once if the connection closes before the response is complete, all of it handed to the connection
+   * (at once if it did already): a client that leaves in the middle of a large body aborts the response.
+   */
   onAbort(fn: () => void): void;
   /** Whether the head has been sent. */
   readonly headersSent: boolean;
@@ -194,6 +210,13 @@ const KEEP_MAX = 64 * 1024;
 const CORK_SIZE = 64 * 1024;
 /** Bodies given as strings up to this many UTF-16 units are encoded into `bodyScratch` (at most 3 bytes each). */
 const TEXT_SCRATCH_MAX = 16 * 1024;
+/**
+ * Output pieces larger than this are handed to the connection in slices of this size as it drains (see
+ * {@linkcode Backlog}), never queued there whole: a body of any size passes a write queue capped at `maxWriteBuffer`.
+ */
+const FEED_SLICE = 256 * 1024;
+/** What a piece held in a {@linkcode Backlog} costs on the heap beyond its bytes (a Uint8Array and its ArrayBuffer). */
+const PIECE_COST = 256;
 
 // Shared scratch space for one response head at a time (the loop is single-threaded).
 const scratch = new OutBuffer(4096, KEEP_MAX);
@@ -590,6 +613,8 @@ class Exchange implements HttpRequest, HttpResponse {
     } else {
       bytes = body;
     }
+    // A long string's encoding is this response's own: held as is if it waits. A short one's is a shared scratch.
+    const owned = typeof body === "string" && body.length > TEXT_SCRATCH_MAX;
     if (this.#left >= 0 && this.#left !== bytes.byteLength && !this.isHead && !isBodiless(this.status)) {
       throw new TypeError(`Content-Length: ${this.#left} set, but the body has ${bytes.byteLength} bytes`);
     }
@@ -603,7 +628,7 @@ class Exchange implements HttpRequest, HttpResponse {
         out.put(bytes);
       } else {
         this.#flush(out);
-        this.conn.output(this, bytes);
+        this.conn.output(this, bytes, owned);
       }
     }
     if (out.length > 0) this.#flush(out);
@@ -628,6 +653,7 @@ class Exchange implements HttpRequest, HttpResponse {
     }
     if (bytes.byteLength === 0 || this.isHead || this.#streaming === 4) return this.conn.writable;
     if (left >= 0) this.#left = left - bytes.byteLength;
+    const owned = typeof chunk === "string"; // its encoding is this response's own
     if (this.#streaming === 1) {
       const out = scratch;
       out.clear();
@@ -639,11 +665,11 @@ class Exchange implements HttpRequest, HttpResponse {
         this.#flush(out);
       } else {
         this.#flush(out);
-        this.conn.output(this, bytes);
-        this.conn.output(this, CRLF);
+        this.conn.output(this, bytes, owned);
+        this.conn.output(this, CRLF, true);
       }
     } else {
-      this.conn.output(this, bytes);
+      this.conn.output(this, bytes, owned);
     }
     return this.conn.writable;
   }
@@ -673,8 +699,9 @@ class Exchange implements HttpRequest, HttpResponse {
     for (const fn of fns) fn();
   }
 
-  /** The connection closed before the response was complete. */
+  /** The connection closed before the response was complete (all of it handed to the connection); once. */
   aborted(): void {
+    if ((this.#bits & X_ABORTED) !== 0) return;
     this.#bits |= X_ABORTED;
     const rare = this.#rare;
     if (rare === null) return;
@@ -882,8 +909,41 @@ export class Fifo<T> {
   }
 }
 
-/** The `error` listener of every connection: one function, not an empty closure per connection. */
-function ignoreError(): void {}
+/**
+ * Output waiting behind a piece larger than a connection's write queue should hold (a body of any size given to
+ * `end()` or one `write()`): handed to the connection in slices of `FEED_SLICE` each time it drains, by reference
+ * (a caller's bytes are copied once, when they must wait, so that it may reuse them; a string's encoding is the
+ * response's own). The response it belongs to is done, and the responses behind it get their turn, only once its
+ * last slice is handed over; a close before that aborts it.
+ */
+class Backlog {
+  /** The pieces, in order, from `head` on; the first is handed over from `at`. */
+  readonly pieces: Uint8Array[];
+  head = 0;
+  at = 0;
+  /**
+   * What the pieces behind the first cost (their bytes and `PIECE_COST` each): it counts against the connection's
+   * cap, as a handler that writes on without waiting for `onDrain` would otherwise grow it without bound.
+   */
+  behind = 0;
+  /** The exchange whose output this is (the one whose turn it is). */
+  readonly owner: Exchange | null;
+
+  constructor(first: Uint8Array, owner: Exchange | null) {
+    this.pieces = [first];
+    this.owner = owner;
+  }
+}
+
+/** A write that would take the output held behind a large body past the connection's cap: `ENOBUFS`. */
+function overflowError(conn: Connection, len: number, held: number): OSError {
+  return new OSError(
+    Errno.ENOBUFS,
+    "write",
+    `Cannot queue ${len} more bytes of a response on fd ${conn.fd}`,
+    `${held} bytes wait behind a body being sent, the limit is ${conn.maxWriteBuffer} (wait for onDrain)`,
+  );
+}
 
 /** The state of one HTTP connection: its parser, its queue of exchanges and its deadline. */
 class HttpConnection implements ParserHandler {
@@ -923,8 +983,7 @@ class HttpConnection implements ParserHandler {
     conn.on("data", HttpConnection.#data);
     conn.on("end", HttpConnection.#end);
     conn.on("drain", HttpConnection.#drain);
-    // A reset or vanished client ends only its own connection: there is nobody to tell.
-    conn.on("error", ignoreError);
+    conn.on("error", HttpConnection.#error);
     conn.on("close", HttpConnection.#close);
     this.setDeadline(D_HEADER, server.headerTimeout);
   }
@@ -941,6 +1000,12 @@ class HttpConnection implements ParserHandler {
   static readonly #close = function (this: Connection): void {
     (ownerOf(this) as HttpConnection).#onClose();
   };
+  static readonly #error = function (this: Connection, error: Error): void {
+    (ownerOf(this) as HttpConnection).#onError(error);
+  };
+
+  /** Output waiting for the connection behind a large piece, handed over as it drains; null when none waits. */
+  #backlog: Backlog | null = null;
 
   /** Whether the connection's write queue is below its high-water mark: what the last `write()` said, until `drain`. */
   writable = true;
@@ -1059,6 +1124,10 @@ class HttpConnection implements ParserHandler {
   }
 
   #onDrain(): void {
+    if (this.#backlog !== null) {
+      this.#feedBacklog(this.#backlog);
+      return;
+    }
     this.writable = true;
     if (this.#pipelinePaused && this.queue.length < this.server.maxPipelined) {
       this.#pipelinePaused = false;
@@ -1069,8 +1138,21 @@ class HttpConnection implements ParserHandler {
   }
 
   #onClose(): void {
+    // What a backlog still held is dropped with the connection; its response ended, but did not all go out.
+    const fed = this.#backlog === null ? null : this.#backlog.owner;
+    this.#backlog = null;
     this.server.connectionClosed(this);
     for (const ex of this.queue.takeAll()) if (!ex.finished) ex.aborted();
+    if (fed !== null) fed.aborted();
+  }
+
+  /**
+   * A reset or vanished client ends only its own connection: there is nobody to tell. A write queue past its cap
+   * (`ENOBUFS`) is the handler's doing, writing on without waiting for `onDrain`: `onError` hears of it, naming the
+   * request (still at the front: `#advance` retires nothing on a destroyed connection).
+   */
+  #onError(error: Error): void {
+    if (error instanceof OSError && error.code === "ENOBUFS") this.server.reportError(error, this.queue.first());
   }
 
   // ------------------------------------------------------------ writing
@@ -1080,19 +1162,22 @@ class HttpConnection implements ParserHandler {
     if (!ex.head.expectContinue || ex.continueSent || ex.requestComplete || ex.headersSent) return;
     if (this.queue.first() !== ex) return; // sent from #advance when its turn comes
     ex.continueSent = true;
-    this.#send(CONTINUE);
+    this.#send(CONTINUE, true);
   }
 
-  /** Output of `ex`: written now if it is its turn, else kept until it is. */
-  output(ex: Exchange, bytes: Uint8Array): void {
+  /**
+   * Output of `ex`: written now if it is its turn, else kept until it is. `owned` bytes are the response's own (a
+   * string's encoding, a copy): kept as they are; others (a caller's, a shared buffer's view) are copied if kept.
+   */
+  output(ex: Exchange, bytes: Uint8Array, owned = false): void {
     if (this.conn.destroyed) return;
-    if (this.queue.first() === ex) this.#send(bytes);
-    else (ex.pending ??= []).push(bytes.slice());
+    if (this.queue.first() === ex) this.#send(bytes, owned);
+    else (ex.pending ??= []).push(owned ? bytes : bytes.slice());
   }
 
-  #send(bytes: Uint8Array): void {
+  #send(bytes: Uint8Array, owned: boolean): void {
     if (!this.#corked) {
-      this.#write(bytes);
+      this.#write(bytes, owned);
       return;
     }
     if (bytes.byteLength > cork.room()) {
@@ -1100,7 +1185,7 @@ class HttpConnection implements ParserHandler {
       // (copying a large body into the shared buffer would grow it for good).
       this.#uncork();
       if (bytes.byteLength > cork.room()) {
-        this.#write(bytes);
+        this.#write(bytes, owned);
         return;
       }
     }
@@ -1108,8 +1193,79 @@ class HttpConnection implements ParserHandler {
     if (cork.length >= CORK_SIZE) this.#uncork();
   }
 
-  #write(bytes: Uint8Array): void {
-    if (!this.conn.destroyed && !this.conn.writableEnded) this.writable = this.conn.write(bytes);
+  /** Hands `bytes` to the connection: behind a backlog if one waits, in slices if large, else in one `write()`. */
+  #write(bytes: Uint8Array, owned: boolean): void {
+    if (this.conn.destroyed || this.conn.writableEnded) return;
+    if (this.#backlog !== null) this.#hold(this.#backlog, bytes, owned);
+    else if (bytes.byteLength > FEED_SLICE) this.#feed(bytes, owned);
+    else this.writable = this.conn.write(bytes);
+  }
+
+  /**
+   * Writes a large piece in slices while the connection takes them (below its high-water mark); what is left waits
+   * in a new backlog, fed on each drain. The connection's queue never holds more than a slice of it.
+   */
+  #feed(bytes: Uint8Array, owned: boolean): void {
+    const at = this.#writeSlices(bytes, 0);
+    if (at === bytes.byteLength || this.conn.destroyed) return;
+    // The caller may reuse its bytes once write() or end() returns: the rest is copied, once.
+    this.#backlog = new Backlog(owned ? bytes.subarray(at) : bytes.slice(at), this.queue.first() ?? null);
+  }
+
+  /** Writes `piece` from `from` on, a slice at a time, until the connection says to wait; returns where it stopped. */
+  #writeSlices(piece: Uint8Array, from: number): number {
+    let at = from;
+    do {
+      const end = Math.min(at + FEED_SLICE, piece.byteLength);
+      this.writable = this.conn.write(at === 0 && end === piece.byteLength ? piece : piece.subarray(at, end));
+      at = end;
+    } while (this.writable && at < piece.byteLength);
+    return at;
+  }
+
+  /**
+   * Queues `bytes` behind the backlog (a copy unless `owned`). Past the connection's cap, counting what waits behind
+   * the piece being fed and what the connection holds, the connection is destroyed with `ENOBUFS` (see `#onError`).
+   */
+  #hold(backlog: Backlog, bytes: Uint8Array, owned: boolean): void {
+    const len = bytes.byteLength;
+    if (len === 0) return;
+    const held = backlog.behind + this.conn.bufferedAmount;
+    if (held + len + PIECE_COST > this.conn.maxWriteBuffer) {
+      this.conn.destroy(overflowError(this.conn, len, held));
+      return;
+    }
+    backlog.pieces.push(owned ? bytes : bytes.slice());
+    backlog.behind += len + PIECE_COST;
+    this.writable = false;
+  }
+
+  /**
+   * The connection drained: hands it what it takes of the backlog. Once the last piece is handed over, the response
+   * is done: the close decided meanwhile goes ahead, or the next responses get their turn (and a handler waiting for
+   * `onDrain` hears it).
+   */
+  #feedBacklog(backlog: Backlog): void {
+    const pieces = backlog.pieces;
+    while (backlog.head < pieces.length) {
+      const piece = pieces[backlog.head];
+      const at = this.#writeSlices(piece, backlog.at);
+      if (this.conn.destroyed) return;
+      if (at < piece.byteLength) {
+        backlog.at = at;
+        return;
+      }
+      pieces[backlog.head++] = EMPTY;
+      backlog.at = 0;
+      if (backlog.head < pieces.length) backlog.behind -= pieces[backlog.head].byteLength + PIECE_COST;
+      if (!this.writable) {
+        if (backlog.head < pieces.length) return;
+        break; // all handed over; the connection owes a drain, which comes back through #onDrain
+      }
+    }
+    this.#backlog = null;
+    if (this.#lingering) this.#endAndLinger();
+    else this.#advance();
   }
 
   /** Writes what the responses of this read put in the cork buffer, in one `send`. */
@@ -1117,13 +1273,14 @@ class HttpConnection implements ParserHandler {
     if (cork.length === 0) return;
     const view = cork.view();
     cork.clear();
-    // write() copies what it cannot send now, so the cork buffer is free again.
-    this.#write(view);
+    // write() copies what it cannot send now (and a backlog what it holds), so the cork buffer is free again.
+    this.#write(view, false);
   }
 
   /** `ex` ended its response. */
   responseDone(ex: Exchange): void {
-    if (this.queue.first() !== ex) return; // its output waits in ex.pending; #advance writes it
+    // Its output waits in ex.pending (#advance writes it), or the connection is gone (its close aborts the rest).
+    if (this.queue.first() !== ex || this.conn.destroyed) return;
     if (!ex.requestComplete) {
       // Answered before the whole body arrived. A client waiting for 100 Continue
       // will not send the body: close. Otherwise read on and discard the rest.
@@ -1134,15 +1291,20 @@ class HttpConnection implements ParserHandler {
     this.#advance();
   }
 
-  /** Retires finished exchanges from the front, writing what the next ones kept, and sets the idle deadline. */
+  /**
+   * Retires finished exchanges from the front, writing what the next ones kept, and sets the idle deadline. Not
+   * while a backlog waits (its response is not done until it is handed over: `#feedBacklog` comes back here), nor
+   * on a destroyed connection (its close aborts what is left).
+   */
   #advance(): void {
     const q = this.queue;
     while (q.length > 0) {
+      if (this.#backlog !== null || this.conn.destroyed) return;
       const ex = q.first()!;
       if (ex.preset !== null) {
         q.shift();
         if (ex.preset.byteLength > 0) {
-          this.#send(ex.preset);
+          this.#send(ex.preset, true);
           this.#finishAndClose();
           return;
         }
@@ -1164,7 +1326,7 @@ class HttpConnection implements ParserHandler {
       if (next.pending !== null) {
         const pending = next.pending;
         next.pending = null;
-        for (const b of pending) this.#send(b);
+        for (const b of pending) this.#send(b, true); // copies already
       } else if (next.wantsContinue) {
         this.sendContinue(next);
       }
@@ -1173,6 +1335,7 @@ class HttpConnection implements ParserHandler {
         return;
       }
     }
+    if (this.#backlog !== null || this.conn.destroyed) return;
     if (this.#pipelinePaused && q.length < this.server.maxPipelined) {
       this.#pipelinePaused = false;
       this.#applyPause();
@@ -1181,7 +1344,10 @@ class HttpConnection implements ParserHandler {
     else if (this.parser.idle) this.setDeadline(D_IDLE, this.server.idleTimeout);
   }
 
-  /** Sends what is queued, then FIN, then reads and discards for a bounded time (a lingering close, as nginx does). */
+  /**
+   * Sends what is queued, then FIN, then reads and discards for a bounded time (a lingering close, as nginx does).
+   * A backlog is handed over first: the FIN and the linger deadline wait for its last piece (`#feedBacklog`).
+   */
   #finishAndClose(): void {
     if (this.#lingering) return;
     this.#closing = true;
@@ -1191,6 +1357,12 @@ class HttpConnection implements ParserHandler {
     if (this.conn.destroyed) return;
     this.#pipelinePaused = this.#bodyPaused = false;
     this.#applyPause();
+    if (this.#backlog !== null) this.setDeadline(D_NONE, Infinity);
+    else this.#endAndLinger();
+  }
+
+  /** Sends FIN once the connection's queue is flushed, and closes at the linger deadline at the latest. */
+  #endAndLinger(): void {
     this.conn.end();
     this.setDeadline(D_LINGER, this.server.lingerTimeout);
   }
@@ -1243,7 +1415,7 @@ class HttpConnection implements ParserHandler {
   shutdown(): void {
     this.shuttingDown = true;
     this.#closing = true;
-    if (this.queue.length === 0 && this.parser.idle) this.conn.destroy();
+    if (this.queue.length === 0 && this.parser.idle && this.#backlog === null) this.conn.destroy();
   }
 }
 

@@ -448,6 +448,11 @@ export class Connection extends Emitter<ConnectionEvents> {
     return this.#queued;
   }
 
+  /** The most bytes the write queue may hold ({@linkcode ConnectionOptions.maxWriteBuffer}, defaults applied). */
+  get maxWriteBuffer(): number {
+    return this.#limits.max;
+  }
+
   /** True once destroyed or fully closed. */
   get destroyed(): boolean {
     return this.#destroyed;
