@@ -69,11 +69,13 @@ async function runC(exe: string): Promise<Map<string, CTimes>> {
   const out = await new Deno.Command(exe, { args: [String(iterations)], stdout: "piped", stderr: "piped" }).output();
   if (out.code !== 0) throw new Error(`${exe} failed: ${new TextDecoder().decode(out.stderr)}`);
   const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-  return new Map(lines.map((l) => l.split("\t")).map(([name, ns, user, sys]) => {
-    const times = { ns: Number(ns), user: Number(user), sys: Number(sys) };
-    if (!Object.values(times).every(Number.isFinite)) throw new Error(`${exe} printed a bad line for ${name}`);
-    return [name, times];
-  }));
+  return new Map(
+    lines.map((l) => l.split("\t")).map(([name, ns, user, sys]) => {
+      const times = { ns: Number(ns), user: Number(user), sys: Number(sys) };
+      if (!Object.values(times).every(Number.isFinite)) throw new Error(`${exe} printed a bad line for ${name}`);
+      return [name, times];
+    }),
+  );
 }
 
 const meta = runMeta();

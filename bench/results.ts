@@ -135,7 +135,7 @@ function userShareNote(d: Json): string {
   const pct = (x: number) => `${Math.round(x * 100)}%`;
   const trivial = rows.filter((r) => /^(fcntl|epoll_wait)\(/.test(r.call))
     .map((r) => `\`${r.call}\` ${num(r.cUser!.median, 0)} ns`);
-  return " \"C user + sys\" is the CPU time `getrusage()` charged the C loop per call (medians): " +
+  return ' "C user + sys" is the CPU time `getrusage()` charged the C loop per call (medians): ' +
     `${pct(Math.min(...shares))}–${pct(Math.max(...shares))} of it is user time, although the C code around each ` +
     "call is a few instructions: on this machine the kernel charges part of a syscall's own cost to user time" +
     (trivial.length > 0 ? ` (user time per call: ${trivial.join(", ")})` : "") +
@@ -421,7 +421,9 @@ export function httpTargets(summary: Record<string, HttpSummary[]>, depth: numbe
   }
   if (raw) {
     const cUser = floor ? `; the C floor ${num(floor.userUs, 2)} µs` : "";
-    targets.push(judged("raw API user CPU ≤ 1.0 µs/request", `${num(raw.userUs, 2)} µs${cUser}`, raw.userUs <= 1.0, raw));
+    targets.push(
+      judged("raw API user CPU ≤ 1.0 µs/request", `${num(raw.userUs, 2)} µs${cUser}`, raw.userUs <= 1.0, raw),
+    );
   }
   const fetchApi = find("plain", "fdloop-fetch");
   if (fetchApi?.rateVsDeno && fetchApi.cpuVsDeno) {
