@@ -333,3 +333,14 @@ export function payload(size: number, seed: number): Uint8Array<ArrayBuffer> {
   }
   return out;
 }
+
+/** The pieces joined into one array. */
+export function concatBytes(pieces: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(pieces.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import type { HttpHandler, HttpRequest } from "../http/mod.ts";
-import { BACKENDS, payload } from "./_helpers.ts";
+import { BACKENDS, concatBytes, payload } from "./_helpers.ts";
 import { httpTest, serveTest } from "./_http.ts";
 import { delay, waitFor } from "./_reactor.ts";
 
@@ -109,7 +109,7 @@ class SocketClient {
       const size = parseInt(await this.#line(), 16);
       if (size === 0) {
         assert.equal(await this.#line(), "", "the chunked body ends with an empty line");
-        return { head, body: concat(pieces) };
+        return { head, body: concatBytes(pieces) };
       }
       pieces.push(await this.#exactly(size));
       assert.equal(await this.#line(), "", "a chunk ends with CRLF");
@@ -213,16 +213,6 @@ function indexOfBlankLine(bytes: Uint8Array): number {
     if (bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) return i;
   }
   return -1;
-}
-
-function concat(pieces: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(pieces.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of pieces) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 /** Fails naming the first byte where `actual` differs from `expected` (a 57 MB assert.deepEqual would not finish). */
@@ -332,7 +322,7 @@ for (const backend of BACKENDS) {
         () =>
           withClient(port, async (client) => {
             await client.send(`GET /chunked-text HTTP/1.1\r\n${H}\r\n`);
-            await expectBody(client, concat([BIG_TEXT_UTF8, encoder.encode("tail")]), "chunked", "write(string)");
+            await expectBody(client, concatBytes([BIG_TEXT_UTF8, encoder.encode("tail")]), "chunked", "write(string)");
             await expectNext(client);
           }),
       );

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { type HttpHandler, PreparedHeaders } from "../http/mod.ts";
 import { OutBuffer } from "../http/response.ts";
 import { _responseBufferCapacities } from "../http/server.ts";
-import { BACKENDS } from "./_helpers.ts";
+import { BACKENDS, concatBytes } from "./_helpers.ts";
 import { httpTest, rawRequest, serveTest } from "./_http.ts";
 
 const H = "Host: x\r\n";
@@ -125,20 +125,10 @@ function responseAt(bytes: Uint8Array, at: number): { head: string; body: Uint8A
     while (bytes[lineEnd] !== 13) lineEnd++;
     const size = parseInt(latin1.decode(bytes.subarray(pos, lineEnd)), 16);
     pos = lineEnd + 2;
-    if (size === 0) return { head, body: concat(pieces), end: pos + 2 };
+    if (size === 0) return { head, body: concatBytes(pieces), end: pos + 2 };
     pieces.push(bytes.subarray(pos, pos + size));
     pos += size + 2;
   }
-}
-
-function concat(pieces: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(pieces.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of pieces) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 /** Asserts that the shared response buffers are back to `before` and within the bound. */
@@ -253,7 +243,7 @@ for (const backend of BACKENDS) {
       await t.step("large chunks written with write() arrive in order, and no buffer keeps a copy", async () => {
         const bytes = await exchangeBytes(port, `GET /big-stream HTTP/1.1\r\n${H}\r\n` + NEXT);
         const big = responseAt(bytes, 0);
-        const want = concat([BIG_CHUNK, BIG_CHUNK.subarray(0, 5000), BIG_CHUNK.subarray(0, 20_000)]);
+        const want = concatBytes([BIG_CHUNK, BIG_CHUNK.subarray(0, 5000), BIG_CHUNK.subarray(0, 20_000)]);
         assert.equal(big.body.byteLength, want.byteLength);
         assert.ok(big.body.every((b, i) => b === want[i]), "the streamed body differs");
         assert.equal(new TextDecoder().decode(responseAt(bytes, big.end).body), "next");
