@@ -133,7 +133,8 @@ export class HttpClient {
 
   /**
    * Sends a request and resolves with the response once its head arrives;
-   * the body streams after. See {@linkcode request}.
+   * the body streams after. Read the body to its end or cancel it: until
+   * then its connection stays taken. See {@linkcode request}.
    */
   async request(url: string | URL, options: RequestOptions = {}): Promise<Response> {
     const target = url instanceof URL ? url : new URL(url);
@@ -461,38 +462,50 @@ class ClientExchange {
     }
   }
 
-  /** Writes the request head and body (a stream is sent chunked, waiting for `drain`). */
+  /**
+   * Writes the request head and body (a stream is sent chunked, waiting for `drain`). Stops as soon as the
+   * connection is gone: its `close` brings the reason (a reset, a broken pipe) to {@linkcode connectionClosed}.
+   */
   async #send(conn: Connection): Promise<void> {
     const body = this.#options.body;
+    conn.write(`${this.#headText}\r\n`);
     if (body instanceof ReadableStream) {
-      conn.write(`${this.#headText}\r\n`);
       const reader = this.#reader = body.getReader();
       for (;;) {
         const { done, value } = await reader.read();
-        if (this.#finished) return; // #cleanup cancelled the stream
+        if (this.#finished || conn.destroyed) return; // #cleanup cancels the stream
         if (done) break;
         if (value.byteLength === 0) continue;
-        const ok = conn.write(`${value.byteLength.toString(16)}\r\n`) && conn.write(value) && conn.write("\r\n");
-        if (!ok) await drained(conn);
-        if (this.#finished) return;
+        // Each piece whole, even when write() asks to wait: a chunk without its CRLF breaks the framing.
+        conn.write(`${value.byteLength.toString(16)}\r\n`);
+        if (!await this.#writeBytes(conn, value)) return;
+        if (!conn.write("\r\n")) await drained(conn);
+        if (this.#finished || conn.destroyed) return;
       }
       this.#reader = null;
       conn.write("0\r\n\r\n");
-    } else {
-      const bytes = this.#bytes;
-      conn.write(`${this.#headText}\r\n`);
-      // In slices, waiting for drain: the connection refuses to queue more than its `maxWriteBuffer`.
-      for (let at = 0; bytes !== null && at < bytes.byteLength;) {
-        const end = Math.min(at + BODY_SLICE, bytes.byteLength);
-        const ok = conn.write(at === 0 && end === bytes.byteLength ? bytes : bytes.subarray(at, end));
-        at = end;
-        if (!ok && at < bytes.byteLength) {
-          await drained(conn);
-          if (this.#finished) return;
-        }
-      }
+    } else if (this.#bytes !== null && !await this.#writeBytes(conn, this.#bytes)) {
+      return;
     }
     this.#requestSent = true;
+  }
+
+  /**
+   * Writes `bytes` in slices, waiting for `drain` between them: the connection refuses to queue more than its
+   * `maxWriteBuffer`. False when the exchange ended or the connection closed meanwhile.
+   */
+  async #writeBytes(conn: Connection, bytes: Uint8Array): Promise<boolean> {
+    for (let at = 0; at < bytes.byteLength;) {
+      if (conn.destroyed) return false; // a write failed at once (a reset): the next one would throw
+      const end = Math.min(at + BODY_SLICE, bytes.byteLength);
+      const ok = conn.write(at === 0 && end === bytes.byteLength ? bytes : bytes.subarray(at, end));
+      at = end;
+      if (!ok && at < bytes.byteLength) {
+        await drained(conn);
+        if (this.#finished) return false;
+      }
+    }
+    return !conn.destroyed;
   }
 
   /** Bytes of the response arrived (a reused view: copied when kept). */
@@ -735,7 +748,7 @@ const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
 /** A method, like a header name, is a token (RFC 9110 §5.6.2). */
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-/** A byte body is queued in slices of this size, each once the previous ones drained. */
+/** A byte body, or a piece of a stream body, is queued in slices of this size, each once the previous ones drained. */
 const BODY_SLICE = 1024 * 1024;
 
 /** Resolves on the connection's next `drain`, or when it closes. */
@@ -778,6 +791,14 @@ const sharedClients = new WeakMap<Reactor, HttpClient>();
  *
  * Without a `client` option the requests share one {@linkcode HttpClient}
  * on the default reactor, which runs for as long as requests are in flight.
+ *
+ * Read the response body to its end or cancel it (`res.body?.cancel()`), as
+ * with undici's `fetch`: nothing is left to the garbage collector. Until
+ * then the request is in flight: its connection stays taken (a pool at
+ * `maxConnectionsPerHost` makes the next request wait) and, once the
+ * stream's small queue is full, is no longer read, so the server is held
+ * back and memory stays bounded. A body that arrived whole already (small
+ * ones, usually) needs nothing: its connection is back in the pool.
  *
  * @throws {TypeError} for an `https:` URL (no TLS yet) or another scheme.
  * @example
