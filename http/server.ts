@@ -11,7 +11,8 @@
  *
  * Timeouts (header, body, idle keep-alive, lingering close) are deadlines on
  * the connection, checked by one sweep timer per server: no timer is made or
- * cancelled per request.
+ * cancelled per request. The same sweep watches that a client takes the
+ * output waiting for it (`sendTimeout`).
  *
  * @module
  */
@@ -70,13 +71,32 @@ export interface HttpServerOptions {
   headerTimeout?: number;
   /** A request body must arrive within this many ms of its head (default 60 000); then 408 and close. */
   bodyTimeout?: number;
-  /** A keep-alive connection with no request in flight is closed after this many ms (default 5 000). */
+  /**
+   * A keep-alive connection with no request in flight is closed after this many ms (default 5 000), counted from
+   * when its last response has left for the client (not while the client is still reading it: see `sendTimeout`).
+   */
   idleTimeout?: number;
-  /** After an error response, read and discard for at most this many ms before closing (default 2 000). */
+  /**
+   * After an error response (or a `Connection: close` one), read and discard for at most this many ms before closing
+   * (default 2 000), counted from the FIN, which follows the response's last byte.
+   */
   lingerTimeout?: number;
-  /** …and at most this many bytes (default 1 MiB). */
+  /** …and at most this many bytes (default 1 MiB), counted from the same point (after a rejection: from it). */
   lingerBytes?: number;
-  /** Pipelined requests waiting for their turn, at most, before reading pauses (default 64). */
+  /**
+   * A response waiting for its client (a large body being fed to it, or bytes queued on the connection) must see some
+   * of it taken within this many ms, again and again (default 60 000, as nginx's `send_timeout`): a client that stops
+   * reading is closed then, and the response aborted, instead of being kept for ever with what waits for it. A client
+   * that keeps reading is not cut, however long its response takes; progress is seen as the kernel takes more, so one
+   * so slow that the socket buffers on the way (up to a few MB) take longer than this to empty looks stalled, as it
+   * does to nginx. 0 or `Infinity`: no limit (as Go's `WriteTimeout` unset). Checked about once a second.
+   */
+  sendTimeout?: number;
+  /**
+   * Pipelined requests waiting for their turn, at most, before reading pauses (default 64). Their handlers run as
+   * they arrive, and what they answer is kept until its turn; once that is past 1 MiB on a connection, the handlers
+   * of the requests behind run only when their turn comes (their bodies wait, as for a handler that reads late).
+   */
   maxPipelined?: number;
   /**
    * What the client's FIN means (default true): a half-close, after which the requests in flight are still answered;
@@ -178,7 +198,8 @@ export interface HttpResponse {
    * connection then closes after). End with `end()`. A piece of any size is
    * sent whole, as `end()` sends a body, and may be reused once `write()` returns.
    *
-   * @returns false when the client is not keeping up: wait for `onDrain`.
+   * @returns false when the client is not keeping up: wait for `onDrain`. A response pipelined behind others
+   *   says so too once 64 KiB of it wait for its turn (as Node's `http` does); `onDrain` then comes with its turn.
    *   A handler that writes on regardless past the connection's write cap
    *   (16 MiB held) loses the connection, and `onError` gets `ENOBUFS`.
    */
@@ -217,6 +238,14 @@ const TEXT_SCRATCH_MAX = 16 * 1024;
 const FEED_SLICE = 256 * 1024;
 /** What a piece held in a {@linkcode Backlog} costs on the heap beyond its bytes (a Uint8Array and its ArrayBuffer). */
 const PIECE_COST = 256;
+/** Bytes a response pipelined behind others may keep, waiting for its turn, before its `write()` says false. */
+const KEPT_HIGH = 64 * 1024;
+/**
+ * Past this many bytes kept on a connection by responses waiting for their turn (copies of what their handlers gave
+ * `end()` or `write()`), the handlers of further pipelined requests wait for their turn too: one read of tiny
+ * pipelined requests must not run a handler answering with a large body hundreds of times, copying it each time.
+ */
+const KEPT_DISPATCH_MAX = 1024 * 1024;
 
 // Shared scratch space for one response head at a time (the loop is single-threaded).
 const scratch = new OutBuffer(4096, KEEP_MAX);
@@ -254,6 +283,8 @@ class ExchangeRare {
   onEnd: (() => void) | null = null;
   drainFns: (() => void)[] | null = null;
   abortFns: (() => void)[] | null = null;
+  /** Bytes of output kept in `pending`, waiting for the exchange's turn. */
+  keptBytes = 0;
 }
 
 // State bits of an exchange (`#bits`): one number instead of fourteen boolean fields of 8 bytes each.
@@ -272,6 +303,8 @@ const X_WANTS_CONTINUE = 2048;
 const X_CLOSE_AFTER = 4096;
 const X_IS_HEAD = 8192;
 const X_ABORTED = 16384;
+const X_DEFERRED = 32768;
+const X_CUT = 65536;
 
 /**
  * One request and its response. Handlers see it as an {@linkcode HttpRequest}
@@ -386,6 +419,20 @@ class Exchange implements HttpRequest, HttpResponse {
   }
   get isHead(): boolean {
     return (this.#bits & X_IS_HEAD) !== 0;
+  }
+  /** Its handler waits for its turn (the responses before it kept too much: see `KEPT_DISPATCH_MAX`). */
+  get deferred(): boolean {
+    return (this.#bits & X_DEFERRED) !== 0;
+  }
+  set deferred(on: boolean) {
+    this.#bits = on ? this.#bits | X_DEFERRED : this.#bits & ~X_DEFERRED;
+  }
+  /** Some of its output never reached the connection (it failed first): its close aborts the response. */
+  get cut(): boolean {
+    return (this.#bits & X_CUT) !== 0;
+  }
+  markCut(): void {
+    this.#bits |= X_CUT;
   }
 
   constructor(conn: HttpConnection, head: RequestHead) {
@@ -671,7 +718,22 @@ class Exchange implements HttpRequest, HttpResponse {
     } else {
       this.conn.output(this, bytes, owned);
     }
-    return this.conn.writable;
+    // Not its turn yet: what it keeps for its turn is bounded too, as the connection's queue is.
+    return this.conn.writable && (this.pending === null || this.#rare!.keptBytes < KEPT_HIGH);
+  }
+
+  /** Keeps output written before this exchange's turn: `owned` bytes as they are, others copied. */
+  keep(bytes: Uint8Array, owned: boolean): void {
+    (this.pending ??= []).push(owned ? bytes : bytes.slice());
+    (this.#rare ??= new ExchangeRare()).keptBytes += bytes.byteLength;
+  }
+
+  /** Takes the output kept until this exchange's turn (its turn came). */
+  takePending(): Uint8Array[] {
+    const pending = this.pending!;
+    this.pending = null;
+    this.#rare!.keptBytes = 0;
+    return pending;
   }
 
   /** Hands what `out` holds to the connection (which copies what it keeps), and clears it for the next response. */
@@ -972,6 +1034,8 @@ class HttpConnection implements ParserHandler {
   #bodyPaused = false;
   #remote: { address: string; port: number } | null | undefined = undefined;
   shuttingDown = false;
+  /** Bytes the exchanges behind the front keep for their turn (see `KEPT_DISPATCH_MAX`). */
+  #kept = 0;
 
   constructor(server: Engine, conn: Connection) {
     this.server = server;
@@ -1010,6 +1074,15 @@ class HttpConnection implements ParserHandler {
   /** Whether the connection's write queue is below its high-water mark: what the last `write()` said, until `drain`. */
   writable = true;
 
+  /**
+   * When the sweep looks next whether the client took any of the output waiting for it ({@linkcode checkSend});
+   * Infinity while nothing is watched. Apart from `deadline`: no other deadline may put it off.
+   */
+  sendCheck = Infinity;
+  /** The connection's `bytesWritten` when the watch last saw it move, and when that was. */
+  #sendMark = 0;
+  #sendSince = 0;
+
   remoteAddress(): { address: string; port: number } | null {
     if (this.#remote === undefined) {
       const a = this.conn.destroyed ? undefined : this.conn.remoteAddress;
@@ -1027,10 +1100,13 @@ class HttpConnection implements ParserHandler {
 
   #onData(chunk: Uint8Array): void {
     // Rejected already (the error response may wait behind earlier ones), or lingering: read on, so that a FIN is
-    // seen, but discard what comes, bounded.
+    // seen, but discard what comes, bounded. Lingering, the bound counts from when the response has all left: until
+    // then the client may still be sending the body of a request answered early, and closing would cut the response.
     if (this.#lingering || this.#discarding) {
-      this.#lingered += chunk.byteLength;
-      if (this.#lingered > this.server.lingerBytes) this.conn.destroy();
+      if (this.#discarding || (this.#backlog === null && this.conn.bufferedAmount === 0)) {
+        this.#lingered += chunk.byteLength;
+        if (this.#lingered > this.server.lingerBytes) this.conn.destroy();
+      }
       return;
     }
     let status = 0;
@@ -1071,6 +1147,11 @@ class HttpConnection implements ParserHandler {
     }
     // RFC 9112 §9.6: after a request with the "close" option (or a CONNECT), no further request is processed.
     if (ex.closeAfter) this.#closing = true;
+    if (this.#kept >= KEPT_DISPATCH_MAX) {
+      ex.deferred = true; // dispatched by #advance when its turn comes
+      head.detach();
+      return;
+    }
     this.server.dispatch(ex);
     // Keep the head's bytes past this read if anything may still look at it.
     if (!ex.finished || ex.hasBody) head.detach();
@@ -1142,7 +1223,9 @@ class HttpConnection implements ParserHandler {
     const fed = this.#backlog === null ? null : this.#backlog.owner;
     this.#backlog = null;
     this.server.connectionClosed(this);
-    for (const ex of this.queue.takeAll()) if (!ex.finished) ex.aborted();
+    // Aborted: a response in progress, and one that ended but did not all reach the connection (kept for its turn,
+    // refused by a connection that failed, cut in the middle of a large body).
+    for (const ex of this.queue.takeAll()) if (!ex.finished || ex.pending !== null || ex.cut) ex.aborted();
     if (fed !== null) fed.aborted();
   }
 
@@ -1170,9 +1253,16 @@ class HttpConnection implements ParserHandler {
    * string's encoding, a copy): kept as they are; others (a caller's, a shared buffer's view) are copied if kept.
    */
   output(ex: Exchange, bytes: Uint8Array, owned = false): void {
-    if (this.conn.destroyed) return;
-    if (this.queue.first() === ex) this.#send(bytes, owned);
-    else (ex.pending ??= []).push(owned ? bytes : bytes.slice());
+    if (this.conn.destroyed) {
+      ex.markCut();
+      return;
+    }
+    if (this.queue.first() === ex) {
+      this.#send(bytes, owned);
+    } else {
+      ex.keep(bytes, owned);
+      this.#kept += bytes.byteLength;
+    }
   }
 
   #send(bytes: Uint8Array, owned: boolean): void {
@@ -1198,7 +1288,7 @@ class HttpConnection implements ParserHandler {
     if (this.conn.destroyed || this.conn.writableEnded) return;
     if (this.#backlog !== null) this.#hold(this.#backlog, bytes, owned);
     else if (bytes.byteLength > FEED_SLICE) this.#feed(bytes, owned);
-    else this.writable = this.conn.write(bytes);
+    else if (!(this.writable = this.conn.write(bytes))) this.#watchSend();
   }
 
   /**
@@ -1207,9 +1297,52 @@ class HttpConnection implements ParserHandler {
    */
   #feed(bytes: Uint8Array, owned: boolean): void {
     const at = this.#writeSlices(bytes, 0);
-    if (at === bytes.byteLength || this.conn.destroyed) return;
+    if (this.conn.destroyed) {
+      // It failed in the middle of the piece (the client left): the close to come aborts the response.
+      if (at < bytes.byteLength) this.queue.first()?.markCut();
+      return;
+    }
+    if (!this.writable) this.#watchSend();
+    if (at === bytes.byteLength) return;
     // The caller may reuse its bytes once write() or end() returns: the rest is copied, once.
     this.#backlog = new Backlog(owned ? bytes.subarray(at) : bytes.slice(at), this.queue.first() ?? null);
+  }
+
+  /**
+   * Output waits for the client (a backlog, or the connection's queue past its high-water mark): from now on the
+   * sweep watches that the client takes some of it every `sendTimeout` ms ({@linkcode checkSend}).
+   */
+  #watchSend(): void {
+    if (this.sendCheck !== Infinity) return;
+    const now = this.server.reactor.time();
+    this.#sendMark = this.conn.bytesWritten;
+    this.#sendSince = now;
+    this.sendCheck = now + this.server.sendStep;
+  }
+
+  /**
+   * The sweep's look at output waiting for the client: a client that took none of it for `sendTimeout` ms is closed
+   * (what was in flight is aborted), as nginx's `send_timeout` does. Once nothing waits, the watch stops, and an idle
+   * or linger deadline that waited for the output to leave starts.
+   */
+  checkSend(now: number): void {
+    if (this.conn.destroyed) return;
+    if (this.#backlog === null && this.conn.bufferedAmount === 0) {
+      this.sendCheck = Infinity;
+      if (this.deadlineKind !== D_NONE) return;
+      if (this.#lingering) this.setDeadline(D_LINGER, this.server.lingerTimeout);
+      else if (this.queue.length === 0 && this.parser.idle) this.setDeadline(D_IDLE, this.server.idleTimeout);
+      return;
+    }
+    const written = this.conn.bytesWritten;
+    if (written !== this.#sendMark) {
+      this.#sendMark = written;
+      this.#sendSince = now;
+    } else if (now - this.#sendSince >= this.server.sendTimeout) {
+      this.conn.destroy();
+      return;
+    }
+    this.sendCheck = Math.min(this.#sendSince + this.server.sendTimeout, now + this.server.sendStep);
   }
 
   /** Writes `piece` from `from` on, a slice at a time, until the connection says to wait; returns where it stopped. */
@@ -1311,6 +1444,13 @@ class HttpConnection implements ParserHandler {
         continue;
       }
       if (!ex.finished || !ex.requestComplete) {
+        if (ex.deferred) {
+          // Its handler waited for its turn, which came: it runs now, last (it may end the response at once, which
+          // comes back here).
+          ex.deferred = false;
+          this.server.dispatch(ex);
+          return;
+        }
         // Its turn came with its output kept until now: a write() that said false then waits for a drain that the
         // connection, writable again, may never owe. Tell it now (last: its callback may end it and come back here).
         if (ex.wantsDrain && this.writable) ex.drained();
@@ -1324,9 +1464,10 @@ class HttpConnection implements ParserHandler {
       const next = q.first();
       if (next === undefined || next.preset !== null) continue;
       if (next.pending !== null) {
-        const pending = next.pending;
-        next.pending = null;
-        for (const b of pending) this.#send(b, true); // copies already
+        for (const b of next.takePending()) {
+          this.#kept -= b.byteLength;
+          this.#send(b, true); // copies already
+        }
       } else if (next.wantsContinue) {
         this.sendContinue(next);
       }
@@ -1352,7 +1493,9 @@ class HttpConnection implements ParserHandler {
     if (this.#lingering) return;
     this.#closing = true;
     this.#lingering = true;
-    this.#uncork();
+    // What this connection's read put in the cork goes first. Not corked, the cork (module-wide) holds another
+    // connection's responses, if any: a handler of that read ending this response brought us here.
+    if (this.#corked) this.#uncork();
     for (const ex of this.queue.takeAll()) if (!ex.finished) ex.aborted();
     if (this.conn.destroyed) return;
     this.#pipelinePaused = this.#bodyPaused = false;
@@ -1407,7 +1550,10 @@ class HttpConnection implements ParserHandler {
     } else if (kind === D_HEADER || kind === D_BODY) {
       this.#reject(408, kind === D_HEADER ? "Request header timeout" : "Request body timeout");
     } else if (kind === D_IDLE || kind === D_LINGER) {
-      this.conn.destroy();
+      // The last response (or the FIN behind it) has not all left: the client is still reading it. The deadline
+      // starts once it has (checkSend), and a client that stopped reading is closed by the send watch meanwhile.
+      if (this.conn.bufferedAmount > 0) this.#watchSend();
+      else this.conn.destroy();
     }
   }
 
@@ -1415,7 +1561,11 @@ class HttpConnection implements ParserHandler {
   shutdown(): void {
     this.shuttingDown = true;
     this.#closing = true;
-    if (this.queue.length === 0 && this.parser.idle && this.#backlog === null) this.conn.destroy();
+    if (this.queue.length === 0 && this.parser.idle && this.#backlog === null) {
+      // Idle, but its last response may still be on its way to the client: FIN after it (and linger), not a cut.
+      if (this.conn.bufferedAmount > 0) this.#finishAndClose();
+      else this.conn.destroy();
+    }
   }
 }
 
@@ -1432,6 +1582,9 @@ class Engine {
   readonly idleTimeout: number;
   readonly lingerTimeout: number;
   readonly lingerBytes: number;
+  /** `sendTimeout`, Infinity for none; and how often the send watch of a connection looks (at most once a second). */
+  readonly sendTimeout: number;
+  readonly sendStep: number;
   readonly maxPipelined: number;
   readonly halfClose: boolean;
   readonly #handler: HttpHandler;
@@ -1461,6 +1614,9 @@ class Engine {
     this.idleTimeout = options.idleTimeout ?? 5_000;
     this.lingerTimeout = options.lingerTimeout ?? 2_000;
     this.lingerBytes = options.lingerBytes ?? 1024 * 1024;
+    const send = options.sendTimeout ?? 60_000;
+    this.sendTimeout = send > 0 ? send : Infinity;
+    this.sendStep = Math.min(this.sendTimeout / 4, 1000);
     this.maxPipelined = options.maxPipelined ?? 64;
     this.halfClose = options.halfClose ?? true;
     const listenOptions: ListenOptions = options.path !== undefined
@@ -1477,7 +1633,13 @@ class Engine {
     this.reactor = this.listener.reactor;
     this.#onError = options.onError ?? logHandlerError;
     this.listener.on("error", (err) => this.#onError(err));
-    const shortest = Math.min(this.headerTimeout, this.bodyTimeout, this.idleTimeout, this.lingerTimeout);
+    const shortest = Math.min(
+      this.headerTimeout,
+      this.bodyTimeout,
+      this.idleTimeout,
+      this.lingerTimeout,
+      this.sendTimeout,
+    );
     this.#sweepEvery = Math.min(1000, Math.max(5, Math.floor(shortest / 4)));
     this.finished = new Promise((resolve) => this.#finishedResolve = resolve);
   }
@@ -1540,7 +1702,10 @@ class Engine {
 
   #sweepDeadlines(): void {
     const now = this.reactor.time();
-    for (const c of this.#connections) if (c.deadline <= now) c.expire();
+    for (const c of this.#connections) {
+      if (c.deadline <= now) c.expire();
+      if (c.sendCheck <= now) c.checkSend(now);
+    }
   }
 
   /**
