@@ -42,6 +42,9 @@ export class LazyRequest {
   #target = "";
   #headers: Headers | null = null;
   #signal: AbortController | null = null;
+  /** The response is complete (see `responded()`); and what tells the body stream, if one was made. */
+  #responded = false;
+  #onResponded: (() => void) | null = null;
 
   /** `req` and `res` are the exchange's two sides; `hostname` stands in for a missing `Host`. */
   constructor(req: HttpRequest, res: HttpResponse, hostname: string) {
@@ -102,6 +105,16 @@ export class LazyRequest {
     if (this.#headers === null && this.#fields === null) this.#fields = headerFields(this.#req);
   }
 
+  /**
+   * The response is complete (`serve()` calls it). A body still arriving no longer holds the connection back for
+   * its reader: it is taken in as it comes (up to `maxBodyBytes`), so that the next request on the connection is
+   * read, whether the handler reads the rest later (as `Deno.serve` lets it) or has dropped the stream.
+   */
+  responded(): void {
+    this.#responded = true;
+    this.#onResponded?.();
+  }
+
   #abortController(): AbortController {
     if (this.#signal === null) {
       const controller = new AbortController();
@@ -142,22 +155,49 @@ export class LazyRequest {
     return !NULL_BODY_METHODS.has(this.#method);
   }
 
-  /** The body as a stream, for the real request. A request with a body keeps its exchange until the body is read. */
+  /**
+   * The body as a stream, for the real request. A request with a body keeps its exchange until the body is read.
+   * It errors if the body can no longer come: the client left (or its body broke a limit or a deadline) before the
+   * response was complete, as `Deno.serve`'s body errors with `BadResource`.
+   */
   #bodyStream(): ReadableStream<Uint8Array> {
     const req = this.#req;
-    // Backpressure: reading the connection pauses while the stream's queue is full.
+    const res = this.#res;
+    const respondedAlready = this.#responded;
+    const onResponded = (fn: () => void) => this.#onResponded = fn;
+    // Backpressure: reading the connection pauses while the stream's queue is full (until the response is complete).
     return new ReadableStream<Uint8Array>({
       start(controller) {
+        let open = true; // neither complete nor cut
+        let responded = respondedAlready;
         try {
           req.readBody((chunk) => {
+            if (!open) return;
             controller.enqueue(chunk.slice());
-            if ((controller.desiredSize ?? 1) <= 0) req.pause();
-          }, () => controller.close());
+            if (!responded && (controller.desiredSize ?? 1) <= 0) req.pause();
+          }, () => {
+            if (!open) return;
+            open = false;
+            controller.close();
+          });
         } catch (err) {
           // The response ended before the body was read and the rest of it was discarded (as Deno.serve's
           // "Request closed").
           controller.error(new TypeError(`Request closed: ${(err as Error).message}`));
+          return;
         }
+        onResponded(() => {
+          responded = true;
+          if (open) req.resume();
+        });
+        // A body that came whole stays readable (its chunks may still be queued): only one still coming errors.
+        res.onAbort(() => {
+          if (!open) return;
+          open = false;
+          controller.error(
+            new Deno.errors.BadResource("Cannot read request body: the connection closed before it was complete"),
+          );
+        });
       },
       pull() {
         req.resume();

@@ -27,7 +27,11 @@ import {
 export interface ServeHandlerInfo {
   /** The client's address. */
   readonly remoteAddr: { transport: "tcp"; hostname: string; port: number };
-  /** Resolves when the response has been handed to the connection (or the client went away). */
+  /**
+   * Resolves once the response is in the engine's hands, as `Deno.serve`'s does once hyper has it: for a body
+   * given whole, when it is handed over (a large one is then still on its way, sent in slices as the client reads
+   * it); for a stream, after its last chunk. It resolves too, and never rejects, when the client went away first.
+   */
   readonly completed: Promise<void>;
 }
 
@@ -85,8 +89,13 @@ function defaultOnError(error: unknown): Response {
  * `shutdown()`, exactly as with `Deno.serve`. With a `reactor`, running it
  * is yours (`run()` or `runSync()`).
  *
- * Request bodies are `ReadableStream`s (bounded by `maxBodyBytes`). A
- * response body is framed as `Deno.serve` frames it: one whose chunks are
+ * Request bodies are `ReadableStream`s (bounded by `maxBodyBytes`), read
+ * with backpressure until the response is complete; what arrives after that
+ * is taken in as it comes (a handler may still read it, as with
+ * `Deno.serve`), so that the connection goes on to its next request. A body
+ * the client abandons errors its stream rather than leave a read pending.
+ *
+ * A response body is framed as `Deno.serve` frames it: one whose chunks are
  * all ready at once (a string, bytes, a stream with its chunks queued) with
  * its real `Content-Length`; a stream that comes later chunked (or cut at the
  * handler's `Content-Length`), as it comes, waiting for the client when it
@@ -148,7 +157,7 @@ function respond(
   hostname: string,
 ): void {
   const request = new LazyRequest(req, res, hostname);
-  const info = new HandlerInfo(req, res);
+  const info = new HandlerInfo(req, res, request);
   let result: Response | Promise<Response>;
   try {
     result = handler(request as unknown as Request, info);
@@ -185,7 +194,9 @@ function answerError(res: HttpResponse, err: unknown, info: HandlerInfo, onError
  * not a usable `Response` (not one at all, or one whose body was already
  * read) is an error of the handler, as in `Deno.serve`: `onError` answers
  * instead (when given; its own answer gets no second chance). A response
- * that cannot be written (a status or header the engine refuses) is a 500.
+ * that cannot be written (a status or header the engine refuses, a stream
+ * that fails) is a 500, or a cut body once its head is out; `onError` hears
+ * of it, as `Deno.serve`'s hears of a failed stream (what it returns is not used).
  */
 function send(res: HttpResponse, response: unknown, info: HandlerInfo, onError?: ErrorHook): void {
   try {
@@ -200,12 +211,12 @@ function send(res: HttpResponse, response: unknown, info: HandlerInfo, onError?:
         return;
       }
       if (!response.bodyUsed) {
-        writeResponse(res, response).then(() => info.complete(), (err) => fail(res, err, info));
+        writeResponse(res, response).then(() => info.complete(), (err) => fail(res, err, info, onError));
         return;
       }
     }
   } catch (err) {
-    fail(res, err, info);
+    fail(res, err, info, onError);
     return;
   }
   const err = new TypeError(
@@ -233,14 +244,16 @@ function contentTypeHeader(value: string): PreparedHeaders {
 class HandlerInfo implements ServeHandlerInfo {
   readonly #req: HttpRequest;
   readonly #res: HttpResponse;
+  readonly #request: LazyRequest;
   #remote: ServeHandlerInfo["remoteAddr"] | undefined = undefined;
   #completed: Promise<void> | undefined = undefined;
   #resolve: (() => void) | undefined = undefined;
   #done = false;
 
-  constructor(req: HttpRequest, res: HttpResponse) {
+  constructor(req: HttpRequest, res: HttpResponse, request: LazyRequest) {
     this.#req = req;
     this.#res = res;
+    this.#request = request;
   }
 
   get remoteAddr(): ServeHandlerInfo["remoteAddr"] {
@@ -255,13 +268,19 @@ class HandlerInfo implements ServeHandlerInfo {
     if (this.#completed === undefined) {
       if (this.#done) return this.#completed = Promise.resolve();
       this.#completed = new Promise<void>((resolve) => this.#resolve = resolve);
-      this.#res.onAbort(() => this.complete());
+      this.#res.onAbort(() => this.#settle());
     }
     return this.#completed;
   }
 
-  /** The response was handed to the connection (or the client went away). */
+  /** The response was handed to the engine (or could not be): a request body still arriving no longer holds it up. */
   complete(): void {
+    this.#request.responded();
+    this.#settle();
+  }
+
+  /** Resolves `completed` (the response is done with, or the client went away). */
+  #settle(): void {
     this.#done = true;
     this.#resolve?.();
   }
@@ -401,9 +420,24 @@ function asChunk(value: unknown): Uint8Array | string {
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 
-/** Writing the response failed: a 500 if nothing was sent yet, else the connection is dropped (the body is cut). */
-function fail(res: HttpResponse, err: unknown, info: HandlerInfo): void {
-  console.error("fdloop serve: cannot send the response:", err);
+/** Calls `onError` for its side effects only; its own failure (a throw, a rejection) is logged. */
+function tell(onError: ErrorHook, err: unknown): void {
+  const failed = (e: unknown) => console.error("fdloop serve: onError failed:", e);
+  try {
+    Promise.resolve(onError(err)).catch(failed);
+  } catch (e) {
+    failed(e);
+  }
+}
+
+/**
+ * Writing the response failed: a 500 if nothing was sent yet, else the connection is dropped (the body is cut).
+ * The error goes to the `onError` given to `serve()` (for its logging: the response is decided here), as
+ * `Deno.serve` passes a failed response stream to its `onError`; to stderr without one, or for `onError`'s own answer.
+ */
+function fail(res: HttpResponse, err: unknown, info: HandlerInfo, onError?: ErrorHook): void {
+  if (onError !== undefined && onError !== defaultOnError) tell(onError, err);
+  else console.error("fdloop serve: cannot send the response:", err);
   if (!res.finished) {
     if (!res.headersSent) {
       resetResponseHead(res); // the failed response's headers (a Content-Length…) must not frame the 500

@@ -50,10 +50,15 @@ export interface ServerEvents {
   /**
    * The process ran out of fds (`EMFILE`/`ENFILE`): `shed` pending
    * connections were accepted and closed at once, and accepting pauses for a
-   * moment if even that failed.
+   * moment if even that failed. Emitted once per episode, at its start: the
+   * connections shed until one is accepted again count in
+   * {@linkcode Server.shed}, not in events (a crowd retrying against a full
+   * fd table would otherwise make one report per attempt). With no
+   * `overload` listener, the error goes to `error` instead, once per episode
+   * too: running out of fds is never silent.
    */
   overload: (error: OSError, shed: number) => void;
-  /** An accept error other than running out of fds. */
+  /** An accept error other than running out of fds (or that one, when nobody listens for `overload`). */
   error: (error: Error) => void;
   /** The listener closed and, if `close()` waited, every connection too. */
   close: () => void;
@@ -90,6 +95,8 @@ export class Server extends Emitter<ServerEvents> {
   readonly #path: string | undefined;
   #reserveFd: number;
   #paused = false;
+  /** In an episode of running out of fds, reported already: from the first `EMFILE` until an accept succeeds. */
+  #overloaded = false;
   #retry: TimerHandle | null = null;
   #closed = false;
   #closeWaiters: (() => void)[] = [];
@@ -216,6 +223,7 @@ export class Server extends Emitter<ServerEvents> {
         return;
       }
       if (fd === WOULD_BLOCK) return;
+      this.#overloaded = false; // an fd again: the episode is over
       this.#adopt(fd);
     }
   }
@@ -264,7 +272,9 @@ export class Server extends Emitter<ServerEvents> {
     }
     this.#shed += shed;
     if (this.#reserveFd < 0 || shed === 0) this.#pause();
-    this.emit("overload", error, shed);
+    if (this.#overloaded) return; // reported at the start of this episode
+    this.#overloaded = true;
+    if (!this.emit("overload", error, shed)) this.emit("error", error);
   }
 
   #pause(): void {
