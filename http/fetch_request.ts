@@ -157,12 +157,11 @@ export class LazyRequest {
 
   /**
    * The body as a stream, for the real request. A request with a body keeps its exchange until the body is read.
-   * It errors if the body can no longer come: the client left (or its body broke a limit or a deadline) before the
-   * response was complete, as `Deno.serve`'s body errors with `BadResource`.
+   * It errors with `BadResource`, as `Deno.serve`'s body does, if the body can no longer come (the reader's
+   * `onAbort`): the client left or reset, or its body broke a limit or a deadline, before or after the response.
    */
   #bodyStream(): ReadableStream<Uint8Array> {
     const req = this.#req;
-    const res = this.#res;
     const respondedAlready = this.#responded;
     const onResponded = (fn: () => void) => this.#onResponded = fn;
     // Backpressure: reading the connection pauses while the stream's queue is full (until the response is complete).
@@ -179,6 +178,13 @@ export class LazyRequest {
             if (!open) return;
             open = false;
             controller.close();
+          }, (error) => {
+            // A body that came whole stays readable (its chunks may still be queued): only one still coming errors.
+            if (!open) return;
+            open = false;
+            controller.error(
+              new Deno.errors.BadResource(`Cannot read request body: ${error.message}`, { cause: error }),
+            );
           });
         } catch (err) {
           // The response ended before the body was read and the rest of it was discarded (as Deno.serve's
@@ -189,14 +195,6 @@ export class LazyRequest {
         onResponded(() => {
           responded = true;
           if (open) req.resume();
-        });
-        // A body that came whole stays readable (its chunks may still be queued): only one still coming errors.
-        res.onAbort(() => {
-          if (!open) return;
-          open = false;
-          controller.error(
-            new Deno.errors.BadResource("Cannot read request body: the connection closed before it was complete"),
-          );
         });
       },
       pull() {

@@ -150,12 +150,29 @@ export interface HttpRequest {
    * to 64 KiB: reading then pauses until you ask). Sends `100 Continue`
    * first when the client asked for it.
    *
+   * After the pieces, exactly one of `onEnd` and `onAbort` is called, once: `onAbort` when the body can no longer
+   * complete, whether the response has ended or not, with an `Error` naming why: the connection closed or was reset
+   * (its error is the `cause`), the client's FIN came first (see `halfClose`), the body was refused (a malformed
+   * chunk, `maxBodyBytes`, `bodyTimeout`: the engine answers 400, 413 or 408 if the response has not started), or
+   * the connection closes after the response (`Connection: close`) without reading the rest. A reader that comes
+   * after the loss hears it at once, with none of the pieces that had arrived. Without `onAbort`, a lost body is
+   * only seen as an `onEnd` that never comes.
+   *
+   * @param onChunk Called for each piece of the body.
+   * @param onEnd Called once the body is complete.
+   * @param onAbort Called once if the body can no longer complete (never after `onEnd`).
    * @throws {Error} when asked again, or after the response ended and part
    *   of the body, arriving with nobody reading it, was discarded.
    */
-  readBody(onChunk: (chunk: Uint8Array) => void, onEnd: () => void): void;
-  /** The whole body, once complete, as one `Uint8Array` (bounded by `maxBodyBytes`). */
-  readAll(onBody: (body: Uint8Array) => void): void;
+  readBody(onChunk: (chunk: Uint8Array) => void, onEnd: () => void, onAbort?: (error: Error) => void): void;
+  /**
+   * The whole body, once complete, as one `Uint8Array` (bounded by `maxBodyBytes`). Exactly one of `onBody` and
+   * `onAbort` is called, once: `onAbort` as for {@linkcode HttpRequest.readBody}, when the body can no longer
+   * complete (what was gathered of it is dropped).
+   *
+   * @throws {Error} as {@linkcode HttpRequest.readBody} does.
+   */
+  readAll(onBody: (body: Uint8Array) => void, onAbort?: (error: Error) => void): void;
   /**
    * Stops reading the connection until `resume()`: backpressure for a body
    * consumer that is not keeping up (no `onChunk` calls meanwhile). The body
@@ -267,6 +284,9 @@ const EMPTY = new Uint8Array(0);
 /** The head of engine-made responses (errors) that answer no parsed request. */
 const EMPTY_HEAD = new RequestHead();
 
+/** Why a body still coming is lost when the connection closes after a response (see `HttpConnection.#loseBody`). */
+const LINGER_LOSS = "The connection closes after the response: the rest of the request body is not read";
+
 // Deadline kinds of a connection.
 const D_NONE = 0;
 const D_HEADER = 1;
@@ -281,6 +301,9 @@ class ExchangeRare {
   earlyBytes = 0;
   onChunk: ((chunk: Uint8Array) => void) | null = null;
   onEnd: (() => void) | null = null;
+  /** The reader's `onAbort`; and why the body was lost, for a reader that comes after (see `Exchange.loseBody`). */
+  onBodyAbort: ((error: Error) => void) | null = null;
+  bodyError: Error | null = null;
   drainFns: (() => void)[] | null = null;
   abortFns: (() => void)[] | null = null;
   /** Bytes of output kept in `pending`, waiting for the exchange's turn. */
@@ -305,6 +328,8 @@ const X_IS_HEAD = 8192;
 const X_ABORTED = 16384;
 const X_DEFERRED = 32768;
 const X_CUT = 65536;
+const X_READING = 131072;
+const X_BODY_LOST = 262144;
 
 /**
  * One request and its response. Handlers see it as an {@linkcode HttpRequest}
@@ -434,6 +459,10 @@ class Exchange implements HttpRequest, HttpResponse {
   markCut(): void {
     this.#bits |= X_CUT;
   }
+  /** The body can no longer complete (see `loseBody`). */
+  get #bodyLost(): boolean {
+    return (this.#bits & X_BODY_LOST) !== 0;
+  }
 
   constructor(conn: HttpConnection, head: RequestHead) {
     this.conn = conn;
@@ -484,21 +513,29 @@ class Exchange implements HttpRequest, HttpResponse {
     return this.conn.remoteAddress();
   }
 
-  readBody(onChunk: (chunk: Uint8Array) => void, onEnd: () => void): void {
-    const rare = this.#rare ??= new ExchangeRare();
-    if (rare.onChunk !== null || rare.onEnd !== null) throw new Error("The request body is already being read");
+  readBody(onChunk: (chunk: Uint8Array) => void, onEnd: () => void, onAbort?: (error: Error) => void): void {
+    if ((this.#bits & X_READING) !== 0) throw new Error("The request body is already being read");
     if (this.#bodyDropped) {
       throw new Error("The request body is gone: the response ended before it was read, and the rest was discarded");
     }
+    this.#bits |= X_READING;
+    const rare = this.#rare ??= new ExchangeRare();
+    if (this.#bodyLost) {
+      // Too late to wait for it (as the response's onAbort): the reader hears it now.
+      if (onAbort !== undefined) onAbort(rare.bodyError!);
+      return;
+    }
     rare.onChunk = onChunk;
     rare.onEnd = onEnd;
+    if (onAbort !== undefined) rare.onBodyAbort = onAbort;
     this.wantsContinue = true;
     this.conn.sendContinue(this);
     const early = rare.bodyChunks;
     rare.bodyChunks = null;
     this.#releaseEarly(); // before the early chunks, so that a reader pausing on them stays paused
     if (early !== null) { for (const c of early) onChunk(c); }
-    if (this.requestComplete) {
+    // Complete, unless lost meanwhile (a piece's callback that dropped the connection has heard onAbort).
+    if (this.requestComplete && !this.#bodyLost && !this.#ended) {
       this.#ended = true;
       onEnd();
     }
@@ -512,20 +549,24 @@ class Exchange implements HttpRequest, HttpResponse {
     this.conn.pauseBody(false);
   }
 
-  readAll(onBody: (body: Uint8Array) => void): void {
+  readAll(onBody: (body: Uint8Array) => void, onAbort?: (error: Error) => void): void {
     // One buffer, doubled as needed: a slice per chunk would cost ~200 B of heap per 1-byte chunk. It starts at the
     // announced length up to 64 KiB: a client that announces 8 MiB and sends nothing does not get 8 MiB allocated.
     let buf = new Uint8Array(Math.max(0, Math.min(this.head.contentLength, EARLY_BODY_MAX)));
     let size = 0;
-    this.readBody((chunk) => {
-      if (size + chunk.byteLength > buf.byteLength) {
-        const next = new Uint8Array(Math.max(size + chunk.byteLength, buf.byteLength * 2, 1024));
-        next.set(buf.subarray(0, size));
-        buf = next;
-      }
-      buf.set(chunk, size);
-      size += chunk.byteLength;
-    }, () => onBody(size === buf.byteLength ? buf : buf.subarray(0, size)));
+    this.readBody(
+      (chunk) => {
+        if (size + chunk.byteLength > buf.byteLength) {
+          const next = new Uint8Array(Math.max(size + chunk.byteLength, buf.byteLength * 2, 1024));
+          next.set(buf.subarray(0, size));
+          buf = next;
+        }
+        buf.set(chunk, size);
+        size += chunk.byteLength;
+      },
+      () => onBody(size === buf.byteLength ? buf : buf.subarray(0, size)),
+      onAbort,
+    );
   }
 
   /** A piece of the request body arrived (a view into the read buffer). */
@@ -555,11 +596,35 @@ class Exchange implements HttpRequest, HttpResponse {
 
   /** The request is complete. */
   completeRequest(): void {
-    if (this.#ended) return;
+    if (this.#ended || this.#bodyLost) return;
     this.#ended = true;
     this.requestComplete = true;
     const onEnd = this.#rare?.onEnd;
     if (onEnd) onEnd();
+  }
+
+  /**
+   * The body can no longer complete: the connection closed, or will read no more of it, or it was refused. Its
+   * reader hears it through `onAbort` (once, never after `onEnd`; a reader to come hears it at once), and what was
+   * kept of it for a reader is dropped. Nothing for a complete body.
+   */
+  loseBody(error: Error): void {
+    if (this.requestComplete) return;
+    this.requestComplete = true;
+    this.#bits |= X_BODY_LOST;
+    const rare = this.#rare ??= new ExchangeRare();
+    rare.bodyError = error;
+    rare.bodyChunks = null;
+    rare.earlyBytes = 0;
+    this.#releaseEarly();
+    const onAbort = rare.onBodyAbort;
+    rare.onChunk = rare.onEnd = rare.onBodyAbort = null; // what a reader gathered goes with them
+    if (onAbort === null) return;
+    try {
+      onAbort(error);
+    } catch (err) {
+      this.conn.server.reportError(err, this);
+    }
   }
 
   // ------------------------------------------------------------ response
@@ -1061,8 +1126,8 @@ class HttpConnection implements ParserHandler {
   static readonly #drain = function (this: Connection): void {
     (ownerOf(this) as HttpConnection).#onDrain();
   };
-  static readonly #close = function (this: Connection): void {
-    (ownerOf(this) as HttpConnection).#onClose();
+  static readonly #close = function (this: Connection, error?: Error): void {
+    (ownerOf(this) as HttpConnection).#onClose(error);
   };
   static readonly #error = function (this: Connection, error: Error): void {
     (ownerOf(this) as HttpConnection).#onError(error);
@@ -1126,6 +1191,10 @@ class HttpConnection implements ParserHandler {
       this.#reject(status, this.parser.errorReason);
       return;
     }
+    if (this.#lingering) {
+      this.#loseBody(LINGER_LOSS); // a response of this read closes the connection (#finishAndClose)
+      return;
+    }
     // A new head began in this read: the whole header section must arrive before its deadline.
     if (this.parser.inHead && this.deadlineKind !== D_HEADER) this.setDeadline(D_HEADER, this.server.headerTimeout);
     if (this.queue.length >= this.server.maxPipelined && !this.#pipelinePaused) {
@@ -1178,15 +1247,26 @@ class HttpConnection implements ParserHandler {
       return;
     }
     this.#closing = true;
-    if (this.#parsing !== null) {
-      // A request cut short: it will never complete. Its response (if any) is abandoned.
-      const ex = this.#parsing;
-      this.#parsing = null;
-      ex.requestComplete = true;
+    const ex = this.#parsing;
+    if (ex !== null) {
+      // A request cut short: it will never complete. Its response (if any) is abandoned, and its body reader told.
       ex.preset = EMPTY;
+      this.#loseBody("The client closed its side of the connection (FIN) before the request body was complete");
       if (!ex.finished) ex.aborted();
     }
     this.#advance();
+  }
+
+  /**
+   * The body of the request being read will not complete (`message` says why; `cause`, the connection's error): its
+   * reader hears it ({@linkcode Exchange.loseBody}), and the parser is done with it. Nothing made when none is read.
+   */
+  #loseBody(message: string, cause?: Error): void {
+    const ex = this.#parsing;
+    if (ex === null) return;
+    this.#parsing = null;
+    if (ex.requestComplete) return;
+    ex.loseBody(cause === undefined ? new Error(message) : new Error(message, { cause }));
   }
 
   /** Pauses or resumes reading the socket to match the two reasons to pause. */
@@ -1218,11 +1298,12 @@ class HttpConnection implements ParserHandler {
     if (front !== undefined && front.wantsDrain) front.drained();
   }
 
-  #onClose(): void {
+  #onClose(error?: Error): void {
     // What a backlog still held is dropped with the connection; its response ended, but did not all go out.
     const fed = this.#backlog === null ? null : this.#backlog.owner;
     this.#backlog = null;
     this.server.connectionClosed(this);
+    this.#loseBody("The connection closed before the request body was complete", error);
     // Aborted: a response in progress, and one that ended but did not all reach the connection (kept for its turn,
     // refused by a connection that failed, cut in the middle of a large body).
     for (const ex of this.queue.takeAll()) if (!ex.finished || ex.pending !== null || ex.cut) ex.aborted();
@@ -1257,6 +1338,9 @@ class HttpConnection implements ParserHandler {
       ex.markCut();
       return;
     }
+    // Taken over by the engine (its request broke or was cut short, or it is not served): nothing of it is sent, even
+    // what an `onAbort` callback of its handler answers while the engine's answer is still on its way.
+    if (ex.preset !== null) return;
     if (this.queue.first() === ex) {
       this.#send(bytes, owned);
     } else {
@@ -1493,6 +1577,9 @@ class HttpConnection implements ParserHandler {
     if (this.#lingering) return;
     this.#closing = true;
     this.#lingering = true;
+    // No more is read: a body still coming is lost to its reader. In the middle of a read, once the parser is done
+    // with it (#onData): what of the body that read holds still reaches the reader, and may complete it.
+    if (!this.#corked) this.#loseBody(LINGER_LOSS);
     // What this connection's read put in the cork goes first. Not corked, the cork (module-wide) holds another
     // connection's responses, if any: a handler of that read ending this response brought us here.
     if (this.#corked) this.#uncork();
@@ -1514,15 +1601,16 @@ class HttpConnection implements ParserHandler {
   #reject(status: number, reason: string): void {
     const bytes = Exchange.render(status, 1, reason, true);
     const broken = this.#parsing;
-    this.#parsing = null;
     if (broken !== null) {
-      // Its body went wrong: whatever its handler does now cannot be sent.
-      broken.requestComplete = true;
-      if (broken.headersSent) {
+      // Its body went wrong: whatever its handler does now cannot be sent (preset first: the reader's onAbort may
+      // answer). Its body reader hears why.
+      const started = broken.headersSent;
+      if (!started) broken.preset = EMPTY;
+      this.#loseBody(`The request body was refused: ${status} ${reason || reasonPhrase(status)}`);
+      if (started) {
         this.#finishAndClose();
         return;
       }
-      broken.preset = EMPTY;
       if (!broken.finished) broken.aborted();
     }
     this.#closing = true;
