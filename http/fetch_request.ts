@@ -24,6 +24,8 @@
 import { headerFields, type HttpRequest, type HttpResponse } from "./server.ts";
 
 const NULL_BODY_METHODS = new Set(["GET", "HEAD"]);
+/** `LazyRequest`'s mark for a complete response: a function that does nothing, so calling it again is harmless. */
+const RESPONDED = (): void => {};
 /** The body of a request that sent none (not a string: that would add a `Content-Type`). */
 const EMPTY_BODY = new Uint8Array(0);
 
@@ -42,8 +44,10 @@ export class LazyRequest {
   #target = "";
   #headers: Headers | null = null;
   #signal: AbortController | null = null;
-  /** The response is complete (see `responded()`); and what tells the body stream, if one was made. */
-  #responded = false;
+  /**
+   * What `responded()` tells the body stream, if one was made; {@linkcode RESPONDED} once the response is complete.
+   * (One field for both: a `serve()` request is made per request, and each field costs every one of them.)
+   */
   #onResponded: (() => void) | null = null;
 
   /** `req` and `res` are the exchange's two sides; `hostname` stands in for a missing `Host`. */
@@ -111,8 +115,9 @@ export class LazyRequest {
    * read, whether the handler reads the rest later (as `Deno.serve` lets it) or has dropped the stream.
    */
   responded(): void {
-    this.#responded = true;
-    this.#onResponded?.();
+    const tell = this.#onResponded;
+    this.#onResponded = RESPONDED;
+    if (tell !== null) tell();
   }
 
   #abortController(): AbortController {
@@ -162,7 +167,7 @@ export class LazyRequest {
    */
   #bodyStream(): ReadableStream<Uint8Array> {
     const req = this.#req;
-    const respondedAlready = this.#responded;
+    const respondedAlready = this.#onResponded === RESPONDED;
     const onResponded = (fn: () => void) => this.#onResponded = fn;
     // Backpressure: reading the connection pauses while the stream's queue is full (until the response is complete).
     return new ReadableStream<Uint8Array>({

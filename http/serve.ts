@@ -245,10 +245,9 @@ class HandlerInfo implements ServeHandlerInfo {
   readonly #req: HttpRequest;
   readonly #res: HttpResponse;
   readonly #request: LazyRequest;
-  #remote: ServeHandlerInfo["remoteAddr"] | undefined = undefined;
-  #completed: Promise<void> | undefined = undefined;
-  #resolve: (() => void) | undefined = undefined;
   #done = false;
+  /** What few handlers ask for, made on first read: one object made per request costs every request its fields. */
+  #rare: { remote?: ServeHandlerInfo["remoteAddr"]; completed?: Promise<void>; resolve?: () => void } | null = null;
 
   constructor(req: HttpRequest, res: HttpResponse, request: LazyRequest) {
     this.#req = req;
@@ -257,20 +256,22 @@ class HandlerInfo implements ServeHandlerInfo {
   }
 
   get remoteAddr(): ServeHandlerInfo["remoteAddr"] {
-    if (this.#remote === undefined) {
+    const rare = this.#rare ??= {};
+    if (rare.remote === undefined) {
       const a = this.#req.remoteAddress;
-      this.#remote = { transport: "tcp", hostname: a?.address ?? "", port: a?.port ?? 0 };
+      rare.remote = { transport: "tcp", hostname: a?.address ?? "", port: a?.port ?? 0 };
     }
-    return this.#remote;
+    return rare.remote;
   }
 
   get completed(): Promise<void> {
-    if (this.#completed === undefined) {
-      if (this.#done) return this.#completed = Promise.resolve();
-      this.#completed = new Promise<void>((resolve) => this.#resolve = resolve);
+    const rare = this.#rare ??= {};
+    if (rare.completed === undefined) {
+      if (this.#done) return rare.completed = Promise.resolve();
+      rare.completed = new Promise<void>((resolve) => rare.resolve = resolve);
       this.#res.onAbort(() => this.#settle());
     }
-    return this.#completed;
+    return rare.completed;
   }
 
   /** The response was handed to the engine (or could not be): a request body still arriving no longer holds it up. */
@@ -282,7 +283,7 @@ class HandlerInfo implements ServeHandlerInfo {
   /** Resolves `completed` (the response is done with, or the client went away). */
   #settle(): void {
     this.#done = true;
-    this.#resolve?.();
+    this.#rare?.resolve?.();
   }
 }
 
