@@ -1520,6 +1520,7 @@ class HttpConnection implements ParserHandler {
       const ex = q.first()!;
       if (ex.preset !== null) {
         q.shift();
+        this.#unpausePipeline();
         if (ex.preset.byteLength > 0) {
           this.#send(ex.preset, true);
           this.#finishAndClose();
@@ -1541,6 +1542,10 @@ class HttpConnection implements ParserHandler {
         return;
       }
       q.shift();
+      // One fewer in flight: reading paused at maxPipelined resumes now, not only on a drain (none may be owed, and a
+      // backlog's drain does not pass through #onDrain's unpause) or once the queue is empty (a request further on,
+      // its body unread behind the pause, could never complete).
+      this.#unpausePipeline();
       if (ex.closeAfter) {
         this.#finishAndClose();
         return;
@@ -1561,12 +1566,16 @@ class HttpConnection implements ParserHandler {
       }
     }
     if (this.#backlog !== null || this.conn.destroyed) return;
-    if (this.#pipelinePaused && q.length < this.server.maxPipelined) {
-      this.#pipelinePaused = false;
-      this.#applyPause();
-    }
+    this.#unpausePipeline();
     if (this.#closing) this.#finishAndClose();
     else if (this.parser.idle) this.setDeadline(D_IDLE, this.server.idleTimeout);
+  }
+
+  /** Resumes reading paused because too many pipelined requests waited, once fewer than `maxPipelined` do. */
+  #unpausePipeline(): void {
+    if (!this.#pipelinePaused || this.queue.length >= this.server.maxPipelined) return;
+    this.#pipelinePaused = false;
+    this.#applyPause();
   }
 
   /**
