@@ -169,20 +169,37 @@ export class LazyRequest {
     const req = this.#req;
     const respondedAlready = this.#onResponded === RESPONDED;
     const onResponded = (fn: () => void) => this.#onResponded = fn;
+    let resume = (): void => {};
+    let cancel = (): void => {};
     // Backpressure: reading the connection pauses while the stream's queue is full (until the response is complete).
+    // The stream resumes only a pause of its own (the connection's pause is one switch for every reader), and resumes
+    // it when its body ends too: a closed stream is never pulled again, and a queue that filled in the read that
+    // completed the body would otherwise leave the keep-alive connection paused for the requests behind it.
     return new ReadableStream<Uint8Array>({
       start(controller) {
         let open = true; // neither complete nor cut
         let responded = respondedAlready;
+        let paused = false; // this stream paused reading and has not resumed it
+        let starting = true; // inside readBody(): an end heard now was complete before, and no pause took effect
+        resume = () => {
+          if (!paused) return;
+          paused = false;
+          req.resume();
+        };
         try {
           req.readBody((chunk) => {
             if (!open) return;
             controller.enqueue(chunk.slice());
-            if (!responded && (controller.desiredSize ?? 1) <= 0) req.pause();
+            if (!responded && !paused && (controller.desiredSize ?? 1) <= 0) {
+              paused = true;
+              req.pause();
+            }
           }, () => {
             if (!open) return;
             open = false;
             controller.close();
+            if (starting) paused = false;
+            else resume();
           }, (error) => {
             // A body that came whole stays readable (its chunks may still be queued): only one still coming errors.
             if (!open) return;
@@ -190,20 +207,32 @@ export class LazyRequest {
             controller.error(
               new Deno.errors.BadResource(`Cannot read request body: ${error.message}`, { cause: error }),
             );
+            resume();
           });
         } catch (err) {
           // The response ended before the body was read and the rest of it was discarded (as Deno.serve's
           // "Request closed").
           controller.error(new TypeError(`Request closed: ${(err as Error).message}`));
           return;
+        } finally {
+          starting = false;
         }
         onResponded(() => {
           responded = true;
-          if (open) req.resume();
+          if (open) resume();
         });
+        cancel = () => {
+          open = false;
+          resume();
+        };
       },
       pull() {
-        req.resume();
+        resume();
+      },
+      cancel() {
+        // The reader wants no more: the rest is read and dropped (up to `maxBodyBytes`), and the connection goes on.
+        // (An enqueue on the cancelled stream would throw inside the parser's callback, and cost the connection.)
+        cancel();
       },
     }, new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }));
   }

@@ -93,7 +93,8 @@ function defaultOnError(error: unknown): Response {
  * with backpressure until the response is complete; what arrives after that
  * is taken in as it comes (a handler may still read it, as with
  * `Deno.serve`), so that the connection goes on to its next request. A body
- * the client abandons errors its stream rather than leave a read pending.
+ * the client abandons errors its stream rather than leave a read pending;
+ * one the handler cancels is read on and dropped, keeping the connection.
  *
  * A response body is framed as `Deno.serve` frames it: one whose chunks are
  * all ready at once (a string, bytes, a stream with its chunks queued) with
