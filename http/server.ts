@@ -599,6 +599,8 @@ class Exchange implements HttpRequest, HttpResponse {
     if (this.#ended || this.#bodyLost) return;
     this.#ended = true;
     this.requestComplete = true;
+    // A reader that paused in its last onChunk has nothing more to throttle: the next request must be read.
+    this.conn.pauseBody(false);
     const onEnd = this.#rare?.onEnd;
     if (onEnd) onEnd();
   }
@@ -617,6 +619,7 @@ class Exchange implements HttpRequest, HttpResponse {
     rare.bodyChunks = null;
     rare.earlyBytes = 0;
     this.#releaseEarly();
+    this.conn.pauseBody(false); // a reader's pause has nothing left to throttle
     const onAbort = rare.onBodyAbort;
     rare.onChunk = rare.onEnd = rare.onBodyAbort = null; // what a reader gathered goes with them
     if (onAbort === null) return;

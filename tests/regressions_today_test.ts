@@ -77,3 +77,24 @@ for (const backend of BACKENDS) {
       }
     }));
 }
+
+for (const backend of BACKENDS) {
+  Deno.test(`today (${backend}): a raw reader that paused on its last chunk does not leave the connection paused`, () =>
+    httpTest(backend, {}, () => (req, res) => {
+      if (req.method !== "POST") return res.end("next");
+      const pieces: number[] = [];
+      // Pauses on every chunk and never resumes: the body ends in the read that brought it, so there is nothing
+      // left to throttle, and the keep-alive connection must go on to the request behind it.
+      req.readBody((chunk) => {
+        pieces.push(chunk.byteLength);
+        req.pause();
+      }, () => res.end(String(pieces.reduce((a, b) => a + b, 0))));
+    }, async ({ port }) => {
+      const r = await rawRequest(port, [
+        `POST /up HTTP/1.1\r\n${H}Content-Length: 5\r\n\r\nhello`,
+        `GET /next HTTP/1.1\r\n${H}\r\n`,
+      ], { gapMs: 100, timeoutMs: 3000, until: (t) => t.endsWith("next") });
+      assert.deepEqual(r.statuses, [200, 200], r.text.slice(0, 500));
+      assert.ok(r.text.endsWith("next"));
+    }));
+}
