@@ -11,10 +11,17 @@ import type { BackendName, Reactor } from "../reactor/mod.ts";
 import { BACKENDS, payload } from "./_helpers.ts";
 import { httpTest } from "./_http.ts";
 import { delay, turns, waitFor } from "./_reactor.ts";
+import {
+  assertSameBytes,
+  type ReadResponse,
+  type WireClient,
+  type WireClientOptions,
+  within,
+  withWireClient,
+} from "./_wire.ts";
 
 const H = "Host: x\r\n";
 const encoder = new TextEncoder();
-const latin1 = new TextDecoder("latin1");
 
 /** A body far past what the kernel's socket buffers of a client that does not read absorb: a backlog is certain. */
 const BIG = payload(40_000_000, 11);
@@ -108,182 +115,6 @@ function routes(state: State, reactor: { callLater(ms: number, fn: () => void): 
   };
 }
 
-/** One response as read off the socket: its head as text, and its body (de-chunked). */
-interface ReadResponse {
-  head: string;
-  body: Uint8Array;
-}
-
-/** An HTTP/1.1 client on a plain socket that reads responses one at a time, and can stop reading at will. */
-class Client {
-  readonly #conn: Deno.TcpConn;
-  #buf: Uint8Array = new Uint8Array(0);
-  readonly #scratch = new Uint8Array(64 * 1024);
-  /** Rest this long after each `restEvery` bytes read (a slow but progressing reader). */
-  restMs = 0;
-  restEvery = 1024 * 1024;
-  #sinceRest = 0;
-
-  private constructor(conn: Deno.TcpConn) {
-    this.#conn = conn;
-  }
-
-  static async open(port: number): Promise<Client> {
-    return new Client(await Deno.connect({ hostname: "127.0.0.1", port }));
-  }
-
-  async send(wire: string): Promise<void> {
-    const bytes = encoder.encode(wire);
-    for (let at = 0; at < bytes.byteLength;) at += await this.#conn.write(bytes.subarray(at));
-  }
-
-  async sendBytes(bytes: Uint8Array): Promise<void> {
-    for (let at = 0; at < bytes.byteLength;) at += await this.#conn.write(bytes.subarray(at));
-  }
-
-  closeWrite(): Promise<void> {
-    return this.#conn.closeWrite();
-  }
-
-  /** Reads the next response whole (framed by Content-Length or chunked; `bodiless`: a HEAD's, a 100's). */
-  async response(bodiless = false): Promise<ReadResponse> {
-    const head = await this.#head();
-    if (bodiless) return { head, body: new Uint8Array(0) };
-    const length = head.match(/\r\ncontent-length: (\d+)\r\n/i);
-    if (length !== null) return { head, body: await this.#exactly(Number(length[1])) };
-    if (!/\r\ntransfer-encoding: chunked\r\n/i.test(head)) return { head, body: await this.#toClose() };
-    const pieces: Uint8Array[] = [];
-    for (;;) {
-      const size = parseInt(await this.#line(), 16);
-      if (size === 0) {
-        assert.equal(await this.#line(), "", "the chunked body ends with an empty line");
-        return { head, body: concat(pieces) };
-      }
-      pieces.push(await this.#exactly(size));
-      assert.equal(await this.#line(), "", "a chunk ends with CRLF");
-    }
-  }
-
-  /** Reads and discards until the server closes (EOF or reset); how many bytes came. */
-  async drainToClose(): Promise<number> {
-    let got = this.#buf.byteLength;
-    this.#buf = new Uint8Array(0);
-    for (;;) {
-      const n = await this.#read(this.#scratch);
-      if (n === null) return got;
-      got += n;
-    }
-  }
-
-  close(): void {
-    try {
-      this.#conn.close();
-    } catch { /* already closed */ }
-  }
-
-  async #read(into: Uint8Array): Promise<number | null> {
-    try {
-      return await this.#conn.read(into);
-    } catch {
-      return null; // a reset is a close too
-    }
-  }
-
-  async #head(): Promise<string> {
-    for (;;) {
-      const end = indexOfBlankLine(this.#buf);
-      if (end >= 0) {
-        const head = latin1.decode(this.#buf.subarray(0, end + 2));
-        this.#buf = this.#buf.subarray(end + 4);
-        return head;
-      }
-      await this.#more();
-    }
-  }
-
-  async #line(): Promise<string> {
-    for (;;) {
-      const end = this.#buf.indexOf(13);
-      if (end >= 0 && end + 1 < this.#buf.byteLength) {
-        const line = latin1.decode(this.#buf.subarray(0, end));
-        this.#buf = this.#buf.subarray(end + 2);
-        return line;
-      }
-      await this.#more();
-    }
-  }
-
-  async #exactly(n: number): Promise<Uint8Array> {
-    const out = new Uint8Array(n);
-    let at = Math.min(n, this.#buf.byteLength);
-    out.set(this.#buf.subarray(0, at));
-    this.#buf = this.#buf.subarray(at);
-    while (at < n) {
-      const got = await this.#read(out.subarray(at, Math.min(n, at + 64 * 1024)));
-      if (got === null) throw new Error(`The server closed the connection after ${at} of ${n} body bytes`);
-      at += got;
-      await this.#pace(got);
-    }
-    return out;
-  }
-
-  async #toClose(): Promise<Uint8Array> {
-    const pieces = [this.#buf];
-    this.#buf = new Uint8Array(0);
-    for (;;) {
-      const n = await this.#read(this.#scratch);
-      if (n === null) return concat(pieces);
-      pieces.push(this.#scratch.slice(0, n));
-      await this.#pace(n);
-    }
-  }
-
-  async #more(): Promise<void> {
-    const n = await this.#read(this.#scratch);
-    if (n === null) throw new Error("The server closed the connection before the response was complete");
-    const next = new Uint8Array(this.#buf.byteLength + n);
-    next.set(this.#buf);
-    next.set(this.#scratch.subarray(0, n), this.#buf.byteLength);
-    this.#buf = next;
-    await this.#pace(n);
-  }
-
-  async #pace(n: number): Promise<void> {
-    if (this.restMs === 0) return;
-    this.#sinceRest += n;
-    if (this.#sinceRest < this.restEvery) return;
-    this.#sinceRest = 0;
-    await delay(this.restMs);
-  }
-}
-
-function indexOfBlankLine(bytes: Uint8Array): number {
-  for (let i = bytes.indexOf(13); i >= 0 && i + 3 < bytes.byteLength; i = bytes.indexOf(13, i + 1)) {
-    if (bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) return i;
-  }
-  return -1;
-}
-
-function concat(pieces: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(pieces.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of pieces) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
-
-/** Fails naming the first byte where `actual` differs from `expected`. */
-function assertSameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  assert.equal(actual.byteLength, expected.byteLength, `${what}: the body's length`);
-  for (let i = 0; i < expected.byteLength; i++) {
-    if (actual[i] !== expected[i]) {
-      assert.fail(`${what}: the body differs first at byte ${i} of ${expected.byteLength}`);
-    }
-  }
-}
-
 /** `n` bytes of PIECE repeated (what /burst sends). */
 function pieces(n: number): Uint8Array {
   const out = new Uint8Array(n);
@@ -291,27 +122,12 @@ function pieces(n: number): Uint8Array {
   return out;
 }
 
-/** `p`, or a failure naming `what` after `ms`: a stall fails the test instead of hanging it. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not done after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/** How this file's clients read: HTTP/1.0's close-delimited bodies too, a reset as a close, bodies 64 KiB at a time. */
+const CLIENT: WireClientOptions = { closeDelimited: true, resetIsClose: true, readStep: 64 * 1024 };
 
-/** Runs `fn` with a client of its own, closed afterwards whatever happens. */
-async function withClient<T>(port: number, fn: (client: Client) => Promise<T>): Promise<T> {
-  const client = await Client.open(port);
-  try {
-    return await fn(client);
-  } finally {
-    client.close();
-  }
+/** Runs `fn` with a client of its own (read as {@linkcode CLIENT} says), closed afterwards whatever happens. */
+function withClient<T>(port: number, fn: (client: WireClient) => Promise<T>): Promise<T> {
+  return withWireClient(port, fn, CLIENT);
 }
 
 /** An httpTest with these routes; `state` is fresh for each. */
@@ -372,7 +188,7 @@ function expectOk(r: ReadResponse, expected: Uint8Array, what: string, close = f
 }
 
 /** Asks `/next` on `client`'s connection: it is still alive and in step. */
-async function expectNext(client: Client): Promise<void> {
+async function expectNext(client: WireClient): Promise<void> {
   await client.send(`GET /next HTTP/1.1\r\n${H}\r\n`);
   const r = await within(client.response(), 5000, "the request after");
   expectOk(r, encoder.encode("next"), "/next");

@@ -7,144 +7,15 @@
  */
 
 import assert from "node:assert/strict";
-import { HttpClient, type HttpClientOptions } from "../http/mod.ts";
-import { type Connection, listen, type Server } from "../net/mod.ts";
-import { type BackendName, Reactor } from "../reactor/mod.ts";
-import {
-  close as closeFd,
-  dupAtLeast,
-  F_GETFD,
-  pipe,
-  POLLOUT,
-  setSockOpt,
-  SO_LINGER,
-  socketError,
-  SOL_SOCKET,
-  sym,
-  write,
-} from "../ffi/mod.ts";
+import type { Connection } from "../net/mod.ts";
+import { Reactor } from "../reactor/mod.ts";
+import { close as closeFd, dupAtLeast, F_GETFD, pipe, POLLOUT, socketError, sym, write } from "../ffi/mod.ts";
 import { dialHost } from "../net/dial.ts";
 import { assertNoFdLeak, occupyBelow, tcpListener, waitFd } from "./_helpers.ts";
-import { turns, until } from "./_net.ts";
-import { assertNoErrors, newReactor, stopAndClose } from "./_reactor.ts";
+import { until } from "./_net.ts";
+import { rawTest, reset } from "./_raw_server.ts";
 
 const latin1 = new TextDecoder("latin1");
-
-/** One request head a raw server read, and where it came from. */
-interface RawRequest {
-  conn: Connection;
-  /** The head, without the blank line. */
-  head: string;
-  /** The index of the connection (accept order, from 0). */
-  connIndex: number;
-  /** Bytes of the body (by Content-Length), counted, not kept. */
-  bodyBytes: number;
-}
-
-/** What a test body gets. */
-interface RawContext {
-  reactor: Reactor;
-  client: HttpClient;
-  server: Server;
-  base: string;
-  /** Connections accepted so far. */
-  accepted: () => number;
-  /** Server-side connections closed so far. */
-  closed: () => number;
-  /** Every request read, in order. */
-  requests: RawRequest[];
-}
-
-/** The server side of a connection: calls `onRequest` for each head (and its Content-Length body). */
-function readRequests(conn: Connection, connIndex: number, onRequest: (req: RawRequest) => void): void {
-  let text = "";
-  let bodyLeft = -1;
-  let current: RawRequest | null = null;
-  conn.on("data", (chunk) => {
-    let bytes = chunk;
-    while (bytes.length > 0) {
-      if (bodyLeft > 0) {
-        const n = Math.min(bodyLeft, bytes.length);
-        bodyLeft -= n;
-        current!.bodyBytes += n;
-        bytes = bytes.subarray(n);
-        if (bodyLeft === 0) onRequest(current!);
-        continue;
-      }
-      text += latin1.decode(bytes);
-      bytes = bytes.subarray(bytes.length);
-      for (let end = text.indexOf("\r\n\r\n"); end >= 0; end = text.indexOf("\r\n\r\n")) {
-        const head = text.slice(0, end);
-        const rest = text.slice(end + 4);
-        text = "";
-        current = { conn, head, connIndex, bodyBytes: 0 };
-        const cl = /\r\ncontent-length: *(\d+)/i.exec(head);
-        bodyLeft = cl === null ? 0 : Number(cl[1]);
-        if (bodyLeft === 0) onRequest(current);
-        if (rest.length > 0) {
-          // Re-enter with the rest as bytes (latin1 round-trips).
-          const again = Uint8Array.from(rest, (c) => c.charCodeAt(0));
-          bytes = again;
-          break;
-        }
-      }
-    }
-  });
-}
-
-/**
- * Runs `body` with an `HttpClient` and a raw server (`net/` `listen()`) on a
- * fresh reactor running in the background. `onRequest` answers each request
- * head with whatever bytes it likes; `onConnection` (if given) replaces the
- * request reading entirely. Fails on an fd leak or an error the reactor reports.
- */
-async function rawTest(
-  options: {
-    backend?: BackendName;
-    client?: Omit<HttpClientOptions, "reactor">;
-    onConnection?: (conn: Connection, connIndex: number) => void;
-    onRequest?: (req: RawRequest) => void;
-  },
-  body: (ctx: RawContext) => Promise<void>,
-): Promise<void> {
-  await assertNoFdLeak(async () => {
-    const { reactor, errors } = newReactor(options.backend ?? "epoll");
-    let accepted = 0;
-    let closed = 0;
-    const requests: RawRequest[] = [];
-    const server = listen({ host: "127.0.0.1", port: 0, reactor }, (conn) => {
-      const index = accepted++;
-      conn.on("close", () => closed++);
-      conn.on("error", () => {});
-      if (options.onConnection) options.onConnection(conn, index);
-      else {
-        readRequests(conn, index, (req) => {
-          requests.push(req);
-          options.onRequest?.(req);
-        });
-      }
-    });
-    const client = new HttpClient({ reactor, maxConnectionsPerHost: 4, ...options.client });
-    const running = reactor.run();
-    try {
-      await body({
-        reactor,
-        client,
-        server,
-        base: `http://127.0.0.1:${server.port}`,
-        accepted: () => accepted,
-        closed: () => closed,
-        requests,
-      });
-    } finally {
-      client.close();
-      await server.close({ closeConnections: true });
-      await turns(reactor, 3);
-      await stopAndClose(reactor, running);
-    }
-    assertNoErrors(errors);
-  });
-}
 
 /** A response with a Content-Length body. */
 function ok(body: string, extra = ""): string {
@@ -154,12 +25,6 @@ function ok(body: string, extra = ""): string {
 /** The path of a request head. */
 function pathOf(head: string): string {
   return head.split(" ")[1];
-}
-
-/** Resets the connection (`SO_LINGER` 0, then close): the peer's next read fails with ECONNRESET. */
-function reset(conn: Connection): void {
-  setSockOpt(conn.fd, SOL_SOCKET, SO_LINGER, new Uint8Array(new Int32Array([1, 0]).buffer));
-  conn.destroy();
 }
 
 // ---------------------------------------------------------------- the pool

@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import { HttpClient, type HttpClientOptions } from "../http/mod.ts";
-import { type Connection, listen, type Server } from "../net/mod.ts";
+import type { Connection } from "../net/mod.ts";
 import type { Reactor } from "../reactor/mod.ts";
 import {
   close as closeFd,
@@ -19,13 +19,12 @@ import {
   encodeSockaddr,
   getaddrinfo,
   POLLOUT,
-  setSockOpt,
-  SO_LINGER,
   SOCK_STREAM,
   socket,
-  SOL_SOCKET,
 } from "../ffi/mod.ts";
 import { assertNoFdLeak, payload, tcpListener, waitFd } from "./_helpers.ts";
+import { sleep, until } from "./_net.ts";
+import { rawTest, reset } from "./_raw_server.ts";
 import { assertNoErrors, newReactor, stopAndClose, turns } from "./_reactor.ts";
 
 const MiB = 1024 * 1024;
@@ -33,70 +32,6 @@ const latin1 = new TextDecoder("latin1");
 
 /** 1 MiB of bytes in a pattern: a body made of copies of it shows a lost, repeated or shifted piece. */
 const PATTERN = payload(MiB, 11);
-
-/** Resolves once `predicate()` is true (checked every 2 ms); rejects after `timeoutMs` naming `what`. */
-async function until(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!predicate()) {
-    if (performance.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(2);
-  }
-}
-
-/** Pacing only (a slow reader or producer), never to wait for an event. */
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** What a test body gets. */
-interface Ctx {
-  reactor: Reactor;
-  client: HttpClient;
-  server: Server;
-  base: string;
-  /** Connections the server accepted so far. */
-  accepted: () => number;
-  /** Server-side connections closed so far. */
-  closed: () => number;
-}
-
-/**
- * Runs `body` with an `HttpClient` and a raw `net/` server on a fresh epoll reactor running in the background;
- * `onConnection` plays the server. Fails on an fd leak or an error the reactor reports.
- */
-async function stressTest(
-  options: { client?: Omit<HttpClientOptions, "reactor">; onConnection: (conn: Connection, index: number) => void },
-  body: (ctx: Ctx) => Promise<void>,
-): Promise<void> {
-  await assertNoFdLeak(async () => {
-    const { reactor, errors } = newReactor("epoll");
-    let accepted = 0;
-    let closed = 0;
-    const server = listen({ host: "127.0.0.1", port: 0, reactor }, (conn) => {
-      conn.on("close", () => closed++);
-      conn.on("error", () => {});
-      options.onConnection(conn, accepted++);
-    });
-    const client = new HttpClient({ reactor, maxConnectionsPerHost: 4, ...options.client });
-    const running = reactor.run();
-    try {
-      await body({
-        reactor,
-        client,
-        server,
-        base: `http://127.0.0.1:${server.port}`,
-        accepted: () => accepted,
-        closed: () => closed,
-      });
-    } finally {
-      client.close();
-      await server.close({ closeConnections: true });
-      await turns(reactor, 3);
-      await stopAndClose(reactor, running);
-    }
-    assertNoErrors(errors);
-  });
-}
 
 /** Calls `onHead(head)` once per request head on `conn`, and `onBody(bytes)` for whatever follows it. */
 function onRequestHead(conn: Connection, onHead: (head: string) => void, onBody?: (bytes: Uint8Array) => void): void {
@@ -190,7 +125,7 @@ Deno.test("`HttpClient` large downloads read slowly: backpressure reaches the se
     const size = 200 * MiB;
     const conns: Connection[] = [];
     let headLen = 0;
-    await stressTest({
+    await rawTest({
       onConnection: (conn) => {
         conns.push(conn);
         onRequestHead(conn, () => {
@@ -224,7 +159,7 @@ Deno.test("`HttpClient` large downloads read slowly: backpressure reaches the se
 
 Deno.test("`HttpClient` a 64 MB close-delimited body read slowly ends whole at the server's FIN", async () => {
   const size = 64 * MiB;
-  await stressTest({
+  await rawTest({
     onConnection: (conn) =>
       onRequestHead(conn, () => {
         conn.write("HTTP/1.1 200 OK\r\n\r\n"); // no length: the body ends when the server closes
@@ -342,7 +277,7 @@ function bigOrSmall(size: number, conns: Connection[]): (conn: Connection) => vo
 Deno.test("`HttpClient` bodies not read: cancel() frees the slot, a dropped body holds it (consume or cancel)", async (t) => {
   await t.step("cancel() after one chunk, and before any: the connection is closed, the slot goes on", async () => {
     const conns: Connection[] = [];
-    await stressTest({
+    await rawTest({
       client: { maxConnectionsPerHost: 1 },
       onConnection: bigOrSmall(64 * MiB, conns),
     }, async ({ client, base, accepted, closed }) => {
@@ -367,7 +302,7 @@ Deno.test("`HttpClient` bodies not read: cancel() frees the slot, a dropped body
   });
 
   await t.step("a small body left unread is complete already: the connection goes back to the pool", async () => {
-    await stressTest({
+    await rawTest({
       client: { maxConnectionsPerHost: 1 },
       onConnection: bigOrSmall(0, []),
     }, async ({ client, base, accepted }) => {
@@ -381,7 +316,7 @@ Deno.test("`HttpClient` bodies not read: cancel() frees the slot, a dropped body
 
   await t.step("a large body dropped unread holds its slot, without reading on; cancel() frees it", async () => {
     const conns: Connection[] = [];
-    await stressTest({
+    await rawTest({
       client: { maxConnectionsPerHost: 1 },
       onConnection: bigOrSmall(64 * MiB, conns),
     }, async ({ client, base, accepted, reactor }) => {
@@ -524,17 +459,11 @@ function isTransportError(err: unknown): boolean {
   return /ECONNRESET|EPIPE|closed before the response/.test(String((err as Error)?.message));
 }
 
-/** Resets the connection (`SO_LINGER` 0, then close): the peer's next read or write fails with ECONNRESET/EPIPE. */
-function reset(conn: Connection): void {
-  setSockOpt(conn.fd, SOL_SOCKET, SO_LINGER, new Uint8Array(new Int32Array([1, 0]).buffer));
-  conn.destroy();
-}
-
 Deno.test("`HttpClient` a server that answers an upload early and closes: the answer or a clear error, no hang", async (t) => {
   const cancels = { n: 0 };
   for (const [what, makeBody] of uploads(cancels)) {
     await t.step(`${what}: a 413, then FIN while the server reads on`, async () => {
-      await stressTest({
+      await rawTest({
         onConnection: (conn) => onRequestHead(conn, () => conn.end(TOO_LARGE), () => {}),
       }, async ({ client, base, closed }) => {
         const before = cancels.n;
@@ -548,7 +477,7 @@ Deno.test("`HttpClient` a server that answers an upload early and closes: the an
     });
 
     await t.step(`${what}: a 413, then close at once (a reset: the upload was not read)`, async () => {
-      await stressTest({
+      await rawTest({
         onConnection: (conn) =>
           onRequestHead(conn, () => {
             conn.write(TOO_LARGE);
@@ -572,7 +501,7 @@ Deno.test("`HttpClient` a server that answers an upload early and closes: the an
     });
 
     await t.step(`${what}: no answer, a reset after 1 MB`, async () => {
-      await stressTest({
+      await rawTest({
         onConnection: (conn) => {
           let got = 0;
           onRequestHead(conn, () => {}, (chunk) => {
@@ -601,7 +530,7 @@ Deno.test("`HttpClient` a server that answers an upload early and closes: the an
 Deno.test("`HttpClient` an upload whose connection is reset before a write fails with the reset, not a detail", async () => {
   const conns: Connection[] = [];
   let cancels = 0;
-  await stressTest({
+  await rawTest({
     onConnection: (conn) => {
       conns.push(conn);
       conn.on("data", () => {});
@@ -636,7 +565,7 @@ Deno.test("`HttpClient` an upload whose connection is reset before a write fails
 Deno.test("`HttpClient` timeouts and aborts in the middle of a large body", async (t) => {
   await t.step("`timeout` fires while the body streams: the read rejects, the connection closes", async () => {
     const conns: Connection[] = [];
-    await stressTest({
+    await rawTest({
       client: { maxConnectionsPerHost: 1 },
       onConnection: bigOrSmall(200 * MiB, conns),
     }, async ({ client, base, closed }) => {
@@ -655,7 +584,7 @@ Deno.test("`HttpClient` timeouts and aborts in the middle of a large body", asyn
 
   await t.step("abort while the queue is full and the socket paused: the body errors with the reason", async () => {
     const conns: Connection[] = [];
-    await stressTest({
+    await rawTest({
       client: { maxConnectionsPerHost: 1 },
       onConnection: bigOrSmall(64 * MiB, conns),
     }, async ({ client, base, closed, reactor }) => {
@@ -735,7 +664,7 @@ Deno.test("`HttpClient` timeouts and aborts in the middle of a large body", asyn
 // ---------------------------------------------------------------- many requests
 
 Deno.test("`HttpClient` 500 requests on 10 connections, some aborted or timed out while they wait", async () => {
-  await stressTest({
+  await rawTest({
     client: { maxConnectionsPerHost: 10, idleTimeout: 60_000 },
     onConnection: (conn) => {
       // Answers each request a moment later, so that the queue builds up.
@@ -805,7 +734,7 @@ Deno.test("`HttpClient` 500 requests on 10 connections, some aborted or timed ou
 Deno.test("`HttpClient` a large PUT retried after its reused connection closed is sent again whole", async () => {
   const size = 32 * MiB;
   let putHeads = 0;
-  await stressTest({
+  await rawTest({
     client: { maxConnectionsPerHost: 1 },
     onConnection: (conn, index) => {
       let got = 0;

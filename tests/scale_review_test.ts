@@ -18,7 +18,8 @@ import { listen } from "../net/mod.ts";
 import { Reactor } from "../reactor/mod.ts";
 import { assertNoFdLeak } from "./_helpers.ts";
 import { cpuTicks, LineReader } from "./_net.ts";
-import { delay, turns, waitFor } from "./_reactor.ts";
+import { delay, stopAndClose, turns, waitFor } from "./_reactor.ts";
+import { indexOfBlankLine, readOrClose } from "./_wire.ts";
 
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
@@ -55,10 +56,7 @@ async function sideBySide(
       await ours.server.shutdown(500);
       ac.abort();
       await theirs.finished;
-      reactor.stop();
-      await running;
-      for (let i = 0; i < 3; i++) reactor.runOnce(0);
-      reactor.close();
+      await stopAndClose(reactor, running);
     }
   });
   assert.deepEqual(reactorErrors, []);
@@ -70,14 +68,6 @@ interface BodyRead {
   head: string;
   bytes: number;
   complete: boolean;
-}
-
-/** The index of the first CRLF CRLF in `buf`, or -1. */
-function blankLine(buf: Uint8Array): number {
-  for (let i = 0; i + 3 < buf.byteLength; i++) {
-    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
-  }
-  return -1;
 }
 
 /**
@@ -92,12 +82,7 @@ async function readResponse(
   const scratch = new Uint8Array(64 * 1024);
   let buf = new Uint8Array(0);
   const fill = async (): Promise<boolean> => {
-    let n: number | null;
-    try {
-      n = await conn.read(scratch);
-    } catch {
-      n = null; // a reset
-    }
+    const n = await readOrClose(conn, scratch);
     if (n === null) return false;
     const next = new Uint8Array(buf.byteLength + n);
     next.set(buf);
@@ -106,7 +91,9 @@ async function readResponse(
     return true;
   };
   let end: number;
-  while ((end = blankLine(buf)) < 0) if (!(await fill())) return { status: 0, head: "", bytes: 0, complete: false };
+  while ((end = indexOfBlankLine(buf)) < 0) {
+    if (!(await fill())) return { status: 0, head: "", bytes: 0, complete: false };
+  }
   const head = latin1.decode(buf.subarray(0, end));
   buf = buf.subarray(end + 4);
   const status = Number(head.split(" ")[1]);
@@ -651,12 +638,7 @@ async function exchangeRead(conn: Deno.Conn): Promise<string | null> {
         return text.slice(end + 4, end + 4 + length);
       }
     }
-    let n: number | null;
-    try {
-      n = await conn.read(buf);
-    } catch {
-      n = null;
-    }
+    const n = await readOrClose(conn, buf);
     if (n === null) return null;
     text += latin1.decode(buf.subarray(0, n));
   }
@@ -832,12 +814,7 @@ Deno.test("`listenHttp()` closes 3,000 idle keep-alive connections at the idle t
         assert.equal(await exchange(conn, "/"), "ok");
         answered[i] = performance.now();
         const buf = new Uint8Array(16);
-        let n: number | null;
-        try {
-          n = await conn.read(buf);
-        } catch {
-          n = null;
-        }
+        const n = await readOrClose(conn, buf);
         assert.equal(n, null, "bytes after the response");
         closed[i] = performance.now();
       };
@@ -874,10 +851,7 @@ Deno.test("`listenHttp()` closes 3,000 idle keep-alive connections at the idle t
       for (const c of conns) closeQuietly(c);
       await Promise.allSettled(clients);
       await server.shutdown(500);
-      reactor.stop();
-      await running;
-      for (let i = 0; i < 3; i++) reactor.runOnce(0);
-      reactor.close();
+      await stopAndClose(reactor, running);
     }
   });
   assert.deepEqual(reactorErrors, []);
@@ -914,12 +888,7 @@ Deno.test("`listenHttp()` cuts a slowloris crowd at headerTimeout while a normal
         const buf = new Uint8Array(4096);
         try {
           for (;;) {
-            let n: number | null;
-            try {
-              n = await conn.read(buf);
-            } catch {
-              n = null;
-            }
+            const n = await readOrClose(conn, buf);
             if (n === null) break;
             text += latin1.decode(buf.subarray(0, n));
             if (cut[i] === undefined) cut[i] = performance.now();
@@ -959,10 +928,7 @@ Deno.test("`listenHttp()` cuts a slowloris crowd at headerTimeout while a normal
       for (const c of conns) closeQuietly(c);
       await Promise.allSettled(crowd);
       await server.shutdown(500);
-      reactor.stop();
-      await running;
-      for (let i = 0; i < 3; i++) reactor.runOnce(0);
-      reactor.close();
+      await stopAndClose(reactor, running);
     }
   });
   assert.deepEqual(reactorErrors, []);
