@@ -445,6 +445,9 @@ export function sendChunks(
  * Sets or clears `O_NONBLOCK` on `fd` (`fcntl(fd, F_SETFL, …)`), and returns
  * whether it was set before, so that a caller borrowing a shared descriptor
  * (stdin, whose flag the parent shell sees too) can put it back.
+ *
+ * @returns Whether `O_NONBLOCK` was set before the call.
+ * @throws {OSError} `EBADF` (from `fcntl`) when `fd` is not open.
  */
 export function setNonBlocking(fd: number, on = true): boolean {
   const flags = sym.fcntl(fd, F_GETFL, 0);
