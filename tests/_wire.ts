@@ -275,3 +275,28 @@ export async function within<T>(p: Promise<T>, ms: number, what: string): Promis
     clearTimeout(timer);
   }
 }
+
+/** What was read on a connection past the last response {@linkcode nextAnswer} returned. */
+const leftovers = new WeakMap<Deno.Conn, string>();
+
+/**
+ * The body of the next response on `conn` (framed by Content-Length, as text), or null when the server closed or
+ * reset first. Bytes read past it are kept for the next call on the same connection.
+ */
+export async function nextAnswer(conn: Deno.Conn): Promise<string | null> {
+  const buf = new Uint8Array(16 * 1024);
+  let text = leftovers.get(conn) ?? "";
+  for (;;) {
+    const end = text.indexOf("\r\n\r\n");
+    if (end >= 0) {
+      const length = Number(text.slice(0, end).match(/\r\ncontent-length: *(\d+)/i)?.[1] ?? 0);
+      if (text.length >= end + 4 + length) {
+        leftovers.set(conn, text.slice(end + 4 + length));
+        return text.slice(end + 4, end + 4 + length);
+      }
+    }
+    const n = await readOrClose(conn, buf);
+    if (n === null) return null;
+    text += latin1.decode(buf.subarray(0, n));
+  }
+}

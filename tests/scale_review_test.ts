@@ -19,7 +19,7 @@ import { Reactor } from "../reactor/mod.ts";
 import { assertNoFdLeak } from "./_helpers.ts";
 import { cpuTicks, LineReader } from "./_net.ts";
 import { delay, stopAndClose, turns, waitFor } from "./_reactor.ts";
-import { indexOfBlankLine, readOrClose } from "./_wire.ts";
+import { indexOfBlankLine, nextAnswer, readOrClose } from "./_wire.ts";
 
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
@@ -489,7 +489,7 @@ Deno.test("`serve()` vs `Deno.serve`: a body not read whole before the response 
           })();
           let timer: ReturnType<typeof setTimeout> | undefined;
           const answers = await Promise.race([
-            (async () => [await exchangeRead(conn), await exchangeRead(conn)])(),
+            (async () => [await nextAnswer(conn), await nextAnswer(conn)])(),
             new Promise<string[]>((resolve) => timer = setTimeout(() => resolve(["(no answer within 5 s)"]), 5000)),
           ]);
           clearTimeout(timer);
@@ -527,7 +527,7 @@ Deno.test("`serve()` vs `Deno.serve`: a body not read whole before the response 
         try {
           await conn.write(encoder.encode(`POST /later HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n`));
           for (let sent = 0; sent < 4_000_000;) sent += await conn.write(new Uint8Array(64 * 1024));
-          assert.equal(await exchangeRead(conn), "accepted", side);
+          assert.equal(await nextAnswer(conn), "accepted", side);
           await waitFor(() => piped.has(side), `${side}: the body to be read`, 10_000);
           assert.equal(piped.get(side), "piped 4000000", side);
         } finally {
@@ -557,7 +557,7 @@ Deno.test({
         const conn = await Deno.connect({ hostname: "127.0.0.1", port: ports[side] });
         await conn.write(encoder.encode(`POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n`));
         for (let sent = 0; sent < 1_000_000;) sent += await conn.write(new Uint8Array(64 * 1024));
-        assert.equal(await exchangeRead(conn), "accepted", side);
+        assert.equal(await nextAnswer(conn), "accepted", side);
         conn.close();
         await waitFor(() => settled.has(side), `${side}: the body read to settle`);
         assert.equal(settled.get(side), "rejected: BadResource", side);
@@ -619,29 +619,7 @@ async function exchange(conn: Deno.Conn, path: string): Promise<string | null> {
   } catch {
     return null;
   }
-  return await exchangeRead(conn);
-}
-
-/** What was read on a connection past the last response {@linkcode exchangeRead} returned. */
-const leftovers = new WeakMap<Deno.Conn, string>();
-
-/** The body of the next response on `conn` (framed by Content-Length), or null when the server closed or reset. */
-async function exchangeRead(conn: Deno.Conn): Promise<string | null> {
-  const buf = new Uint8Array(4096);
-  let text = leftovers.get(conn) ?? "";
-  for (;;) {
-    const end = text.indexOf("\r\n\r\n");
-    if (end >= 0) {
-      const length = Number(text.slice(0, end).match(/\r\ncontent-length: *(\d+)/i)?.[1] ?? 0);
-      if (text.length >= end + 4 + length) {
-        leftovers.set(conn, text.slice(end + 4 + length));
-        return text.slice(end + 4, end + 4 + length);
-      }
-    }
-    const n = await readOrClose(conn, buf);
-    if (n === null) return null;
-    text += latin1.decode(buf.subarray(0, n));
-  }
+  return await nextAnswer(conn);
 }
 
 Deno.test("`serve()` in a child with `ulimit -n 64`: keeps serving, no busy loop, recovers, reports once per episode", async () => {

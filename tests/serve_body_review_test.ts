@@ -13,9 +13,9 @@ import { serve, type ServeHandler, type ServeOptions } from "../http/mod.ts";
 import { Reactor } from "../reactor/mod.ts";
 import { assertNoFdLeak } from "./_helpers.ts";
 import { delay } from "./_reactor.ts";
+import { nextAnswer } from "./_wire.ts";
 
 const encoder = new TextEncoder();
-const latin1 = new TextDecoder("latin1");
 
 type Handler = (req: Request) => Response | Promise<Response>;
 
@@ -44,32 +44,6 @@ async function withServe(
     }
   });
   assert.deepEqual(reactorErrors, []);
-}
-
-const leftovers = new WeakMap<Deno.Conn, string>();
-
-/** The body of the next response on `conn` (framed by Content-Length), or null if the connection closed first. */
-async function readAnswer(conn: Deno.Conn): Promise<string | null> {
-  const buf = new Uint8Array(16 * 1024);
-  let text = leftovers.get(conn) ?? "";
-  for (;;) {
-    const end = text.indexOf("\r\n\r\n");
-    if (end >= 0) {
-      const length = Number(text.slice(0, end).match(/\r\ncontent-length: *(\d+)/i)?.[1] ?? 0);
-      if (text.length >= end + 4 + length) {
-        leftovers.set(conn, text.slice(end + 4 + length));
-        return text.slice(end + 4, end + 4 + length);
-      }
-    }
-    let n: number | null;
-    try {
-      n = await conn.read(buf);
-    } catch {
-      n = null;
-    }
-    if (n === null) return null;
-    text += latin1.decode(buf.subarray(0, n));
-  }
 }
 
 /** `p`, or `fallback` if it has not settled within `ms`. */
@@ -102,10 +76,10 @@ Deno.test("`serve()`: a body whose stream filled up in the read that completed i
       try {
         await writeAll(conn, encoder.encode(`POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: ${size}\r\n\r\n`));
         await writeAll(conn, new Uint8Array(size));
-        assert.equal(await within(readAnswer(conn), 5000, "(no answer within 5 s)"), `got ${size}`);
+        assert.equal(await within(nextAnswer(conn), 5000, "(no answer within 5 s)"), `got ${size}`);
         // The next request on the keep-alive connection, sent after the first answer.
         await writeAll(conn, encoder.encode(`GET /next HTTP/1.1\r\nHost: x\r\n\r\n`));
-        assert.equal(await within(readAnswer(conn), 3000, "(no answer within 3 s)"), "next", `after ${size} B`);
+        assert.equal(await within(nextAnswer(conn), 3000, "(no answer within 3 s)"), "next", `after ${size} B`);
       } finally {
         conn.close();
       }
@@ -148,7 +122,7 @@ Deno.test("`serve()`: req.body cancelled mid-upload: the rest is discarded and t
             await writeAll(conn, encoder.encode(`GET /next HTTP/1.1\r\nHost: x\r\n\r\n`));
           })().catch((err) => `write failed: ${err}`);
           const answers = await within(
-            (async () => [await readAnswer(conn), await readAnswer(conn)])(),
+            (async () => [await nextAnswer(conn), await nextAnswer(conn)])(),
             5000,
             ["(no answers within 5 s)"],
           );
