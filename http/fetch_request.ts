@@ -172,7 +172,7 @@ export class LazyRequest {
     let resume = (): void => {};
     let cancel = (): void => {};
     // Backpressure: reading the connection pauses while the stream's queue is full (until the response is complete).
-    // The stream resumes only a pause of its own (the connection's pause is one switch for every reader), and resumes
+    // The stream resumes only a pause of its own (pause()/resume() are its exchange's own), and resumes
     // it when its body ends too: a closed stream is never pulled again, and a queue that filled in the read that
     // completed the body would otherwise leave the keep-alive connection paused for the requests behind it.
     return new ReadableStream<Uint8Array>({

@@ -174,12 +174,20 @@ export interface HttpRequest {
    */
   readAll(onBody: (body: Uint8Array) => void, onAbort?: (error: Error) => void): void;
   /**
-   * Stops reading the connection until `resume()`: backpressure for a body
-   * consumer that is not keeping up (no `onChunk` calls meanwhile). The body
-   * deadline (`bodyTimeout`) still runs.
+   * Backpressure for a body consumer that is not keeping up: no `onChunk` calls until `resume()` (pieces already
+   * read, the rest of the read that brought the last one, are kept and handed over on `resume()`), and reading the
+   * connection stops while this request's body is the one coming. Called before `readBody()`, the pieces kept so
+   * far are held too (as a paused Node `IncomingMessage`). `onEnd` still comes once every piece was handed over.
+   *
+   * The pause is this request's own: the connection reads on once its body is complete (the requests pipelined
+   * behind it must be read; what remains for a paused reader is held for it, bounded by one read), and
+   * `pause()`/`resume()` of another request, one before it that is done or one with no body, never touch it. After
+   * the body ended (or was lost), and on a request without a body, `pause()` does nothing. The body deadline
+   * (`bodyTimeout`) still runs. A pause of a request whose response ends before it reads its body is dropped: the
+   * rest of that body is read and discarded.
    */
   pause(): void;
-  /** Resumes reading after `pause()`. */
+  /** Undoes this request's own `pause()`: hands over the pieces held meanwhile, and reads on. */
   resume(): void;
 }
 
@@ -296,8 +304,9 @@ const D_LINGER = 4;
 
 /** What an exchange holds only when its body is read or kept, or someone waits on its response. */
 class ExchangeRare {
-  /** Body chunks kept for a reader to come, and how many bytes they hold. */
+  /** Body chunks kept for a reader to come, or for a reader that paused (from `bodyAt` on); what they cost. */
   bodyChunks: Uint8Array[] | null = null;
+  bodyAt = 0;
   earlyBytes = 0;
   onChunk: ((chunk: Uint8Array) => void) | null = null;
   onEnd: (() => void) | null = null;
@@ -330,6 +339,7 @@ const X_DEFERRED = 32768;
 const X_CUT = 65536;
 const X_READING = 131072;
 const X_BODY_LOST = 262144;
+const X_PAUSED = 524288;
 
 /**
  * One request and its response. Handlers see it as an {@linkcode HttpRequest}
@@ -530,23 +540,55 @@ class Exchange implements HttpRequest, HttpResponse {
     if (onAbort !== undefined) rare.onBodyAbort = onAbort;
     this.wantsContinue = true;
     this.conn.sendContinue(this);
-    const early = rare.bodyChunks;
-    rare.bodyChunks = null;
-    this.#releaseEarly(); // before the early chunks, so that a reader pausing on them stays paused
-    if (early !== null) { for (const c of early) onChunk(c); }
-    // Complete, unless lost meanwhile (a piece's callback that dropped the connection has heard onAbort).
-    if (this.requestComplete && !this.#bodyLost && !this.#ended) {
-      this.#ended = true;
-      onEnd();
-    }
+    rare.earlyBytes = 0;
+    this.#releaseEarly(); // the kept pieces are the reader's now: they are held only if it pauses
+    this.#handOver(rare);
   }
 
   pause(): void {
-    if (!this.requestComplete) this.conn.pauseBody(true);
+    if ((this.#bits & (X_PAUSED | X_ENDED | X_BODY_LOST)) !== 0) return;
+    this.#bits |= X_PAUSED;
+    this.#syncPause();
   }
 
   resume(): void {
-    this.conn.pauseBody(false);
+    if ((this.#bits & X_PAUSED) === 0) return; // not paused by this request: not its pause to undo
+    this.#bits &= ~X_PAUSED;
+    this.#syncPause();
+    const rare = this.#rare;
+    if (rare !== null && rare.onChunk !== null) this.#handOver(rare);
+  }
+
+  /**
+   * Pauses or resumes reading the connection for this request's own reasons (its reader paused, or its body is kept
+   * unread): only while its body is the one coming. Once complete or lost, another request's body is read.
+   */
+  #syncPause(): void {
+    if (!this.requestComplete) this.conn.pauseBody((this.#bits & (X_PAUSED | X_EARLY_PAUSED)) !== 0);
+  }
+
+  /**
+   * Hands the reader the pieces held for it, in order, until it pauses; then `onEnd` once the body is complete and
+   * every piece was handed over (unless lost meanwhile: a piece's callback that dropped the connection heard
+   * onAbort). Re-entrant: a callback's `resume()` goes on from where this call is.
+   */
+  #handOver(rare: ExchangeRare): void {
+    for (;;) {
+      const q = rare.bodyChunks;
+      if (q === null) break;
+      if (rare.bodyAt >= q.length) {
+        rare.bodyChunks = null;
+        rare.bodyAt = 0;
+        break;
+      }
+      const onChunk = rare.onChunk;
+      if (onChunk === null || (this.#bits & X_PAUSED) !== 0) return;
+      onChunk(q[rare.bodyAt++]);
+    }
+    if (this.requestComplete && !this.#bodyLost && !this.#ended && rare.onEnd !== null) {
+      this.#ended = true;
+      rare.onEnd();
+    }
   }
 
   readAll(onBody: (body: Uint8Array) => void, onAbort?: (error: Error) => void): void {
@@ -573,36 +615,47 @@ class Exchange implements HttpRequest, HttpResponse {
   deliverBody(chunk: Uint8Array): void {
     const rare = this.#rare ??= new ExchangeRare();
     if (rare.onChunk !== null) {
-      rare.onChunk(chunk);
+      // A reader that paused gets none until it resumes: kept (reading is paused: at most the rest of this read).
+      if (rare.bodyChunks === null && (this.#bits & X_PAUSED) === 0) rare.onChunk(chunk);
+      else (rare.bodyChunks ??= []).push(chunk.slice());
     } else if (!this.#finished) {
       // Kept for a reader to come; past EARLY_BODY_MAX, reading pauses until it comes (or the response ends).
       (rare.bodyChunks ??= []).push(chunk.slice());
       rare.earlyBytes += chunk.byteLength + CHUNK_COST; // a tiny chunk costs its object, not its bytes
       if (rare.earlyBytes >= EARLY_BODY_MAX) {
         this.#earlyPaused = true;
-        this.conn.pauseBody(true);
+        this.#syncPause();
       }
     } else {
       this.#bodyDropped = true; // the response is done and nobody reads: discard
     }
   }
 
-  /** Resumes reading if it was paused for a body nobody was reading yet. */
+  /** Resumes reading if it was paused for a body nobody was reading yet (and its reader did not pause it). */
   #releaseEarly(): void {
     if (!this.#earlyPaused) return;
     this.#earlyPaused = false;
-    this.conn.pauseBody(false);
+    this.#syncPause();
+  }
+
+  /** The response ended: a body nobody reads is read on and discarded, whatever paused it (its handler's too). */
+  #releaseUnread(): void {
+    if ((this.#bits & (X_EARLY_PAUSED | X_PAUSED)) === 0) return;
+    if (this.#rare?.onChunk == null) this.#bits &= ~X_PAUSED;
+    this.#releaseEarly();
+    this.#syncPause();
   }
 
   /** The request is complete. */
   completeRequest(): void {
-    if (this.#ended || this.#bodyLost) return;
-    this.#ended = true;
+    if (this.requestComplete) return;
     this.requestComplete = true;
-    // A reader that paused in its last onChunk has nothing more to throttle: the next request must be read.
+    // Its pauses have nothing more to throttle: the next request must be read. What a paused reader has not taken
+    // yet stays held for it; a release of the early pause later must not resume a pause that is another's.
+    this.#bits &= ~X_EARLY_PAUSED;
     this.conn.pauseBody(false);
-    const onEnd = this.#rare?.onEnd;
-    if (onEnd) onEnd();
+    const rare = this.#rare;
+    if (rare !== null && rare.onEnd !== null) this.#handOver(rare);
   }
 
   /**
@@ -617,8 +670,8 @@ class Exchange implements HttpRequest, HttpResponse {
     const rare = this.#rare ??= new ExchangeRare();
     rare.bodyError = error;
     rare.bodyChunks = null;
-    rare.earlyBytes = 0;
-    this.#releaseEarly();
+    rare.bodyAt = rare.earlyBytes = 0;
+    this.#bits &= ~X_EARLY_PAUSED;
     this.conn.pauseBody(false); // a reader's pause has nothing left to throttle
     const onAbort = rare.onBodyAbort;
     rare.onChunk = rare.onEnd = rare.onBodyAbort = null; // what a reader gathered goes with them
@@ -708,7 +761,7 @@ class Exchange implements HttpRequest, HttpResponse {
     if (this.#streaming !== 0) {
       if (body !== undefined) this.write(body);
       this.#finished = true;
-      this.#releaseEarly(); // the rest of the body is read and discarded
+      this.#releaseUnread(); // the rest of the body is read and discarded
       if (this.#streaming === 3 && this.#left > 0 && !this.isHead) {
         // Shorter than its Content-Length: the client would wait for the rest, or read the next response as it.
         const err = new TypeError(`The body ended ${this.#left} bytes short of its Content-Length`);
@@ -734,7 +787,7 @@ class Exchange implements HttpRequest, HttpResponse {
       throw new TypeError(`Content-Length: ${this.#left} set, but the body has ${bytes.byteLength} bytes`);
     }
     this.#finished = true;
-    this.#releaseEarly(); // the rest of the body is read and discarded
+    this.#releaseUnread(); // the rest of the body is read and discarded
     const out = scratch;
     out.clear();
     this.#writeHead(out, bytes.byteLength, false);
