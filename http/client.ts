@@ -47,7 +47,8 @@ export interface HttpClientOptions {
 /** A connection of the pool and what it is doing. */
 interface PooledConnection {
   conn: Connection;
-  key: string;
+  /** Its host's entry (which stays in the pool's map while this connection is counted in it). */
+  pool: HostPool;
   /** The exchange using it, or null when idle. */
   active: ClientExchange | null;
   idleTimer: { cancel(): void } | null;
@@ -55,9 +56,16 @@ interface PooledConnection {
   served: number;
   /** Set by `close()` while in use: closed when its exchange ends instead of kept. */
   retire: boolean;
+  /** Its `close` came (with this error, if any): an exchange that takes it after that is told at once. */
+  closed: { error?: Error } | null;
 }
 
+/**
+ * The state of one host and port. It is in the pool's map only while it counts a connection or a slot, or has a
+ * waiter: a client that talks to many hosts over time holds entries for those it talks to now, not for ever.
+ */
 interface HostPool {
+  readonly key: string;
   idle: PooledConnection[];
   count: number;
   /** Requests waiting for a connection, first come first served: each is handed one (FIFO hand-off). */
@@ -79,6 +87,9 @@ interface Waiter {
   /** Set while it waits: takes it out of the queue (when it is aborted, say). */
   cancelWait: (() => void) | null;
 }
+
+/** Reaches a client's pool, for {@linkcode pooledHostCount}. */
+let poolOf: (client: HttpClient) => Pool;
 
 /**
  * A keep-alive connection pool and the requests made through it.
@@ -152,6 +163,18 @@ export class HttpClient {
   close(): void {
     this.#pool.closeIdle();
   }
+
+  static {
+    poolOf = (client) => client.#pool;
+  }
+}
+
+/**
+ * For tests (not exported from `mod.ts`): the host:port entries `client`'s pool holds now. An entry lives
+ * while its host has a connection (idle, in use or being opened) or a request waiting for one.
+ */
+export function pooledHostCount(client: HttpClient): number {
+  return poolOf(client).hostCount;
 }
 
 /** The keep-alive connections of one {@linkcode HttpClient}, per host and port. */
@@ -168,6 +191,11 @@ class Pool {
     this.#max = maxPerHost;
     this.#idleMs = idleMs;
     this.maxHeaderBytes = maxHeaderBytes;
+  }
+
+  /** The host:port entries held now. */
+  get hostCount(): number {
+    return this.#pools.size;
   }
 
   /** Connections open now (in use and idle). */
@@ -203,11 +231,11 @@ class Pool {
    */
   async acquire(host: string, port: number, connectTimeout: number, waiter: Waiter): Promise<PooledConnection | null> {
     const key = `${host}:${port}`;
-    let pool = this.#pools.get(key);
-    if (pool === undefined) this.#pools.set(key, pool = { idle: [], count: 0, waiting: [], all: new Set() });
-    const p = pool;
     let first = false; // wait first in line: what it was handed closed before it could use it
     for (;;) {
+      // Looked up on each turn: the entry goes when its last connection closes, which can happen during a hand-off.
+      let p = this.#pools.get(key);
+      if (p === undefined) this.#pools.set(key, p = { key, idle: [], count: 0, waiting: [], all: new Set() });
       const idle = p.idle.pop();
       if (idle !== undefined) {
         idle.idleTimer?.cancel();
@@ -217,33 +245,36 @@ class Pool {
       }
       if (p.count < this.#max) {
         p.count++;
-        return this.#open(p, key, host, port, connectTimeout);
+        return this.#open(p, host, port, connectTimeout);
       }
+      const pool = p;
       const grant = await new Promise<Grant>((resolve) => {
-        if (first) p.waiting.unshift(resolve);
-        else p.waiting.push(resolve);
+        if (first) pool.waiting.unshift(resolve);
+        else pool.waiting.push(resolve);
         waiter.cancelWait = () => {
-          const i = p.waiting.indexOf(resolve);
+          const i = pool.waiting.indexOf(resolve);
           if (i >= 0) {
-            p.waiting.splice(i, 1);
+            pool.waiting.splice(i, 1);
             resolve(null);
+            this.#prune(pool);
           }
         };
       });
       waiter.cancelWait = null;
       if (grant === null) return null;
       if (waiter.gone) {
-        this.#handOn(p, grant);
+        this.#handOn(pool, grant);
         return null;
       }
-      if (grant === NEW_SLOT) return this.#open(p, key, host, port, connectTimeout);
+      // What it was handed is counted in `pool`, so the entry is still in the map.
+      if (grant === NEW_SLOT) return this.#open(pool, host, port, connectTimeout);
       if (!grant.conn.destroyed && !grant.conn.readableEnded) return grant;
       first = true; // closed during the hand-off: #closed takes it out of the count
     }
   }
 
   /** Opens a connection in a slot counted already. */
-  #open(pool: HostPool, key: string, host: string, port: number, connectTimeout: number): PooledConnection {
+  #open(pool: HostPool, host: string, port: number, connectTimeout: number): PooledConnection {
     let conn: Connection;
     try {
       conn = connect({ host, port, timeout: connectTimeout, reactor: this.reactor });
@@ -252,7 +283,7 @@ class Pool {
       this.#freeSlot(pool);
       throw err;
     }
-    const pc: PooledConnection = { conn, key, active: null, idleTimer: null, served: 0, retire: false };
+    const pc: PooledConnection = { conn, pool, active: null, idleTimer: null, served: 0, retire: false, closed: null };
     pool.all.add(pc);
     conn.on("close", (err) => this.#closed(pc, err));
     conn.on("error", () => {}); // passed on by "close" to the exchange using it
@@ -271,7 +302,17 @@ class Pool {
   #freeSlot(pool: HostPool): void {
     const w = pool.waiting.shift();
     if (w !== undefined) w(NEW_SLOT);
-    else pool.count--;
+    else {
+      pool.count--;
+      this.#prune(pool);
+    }
+  }
+
+  /** Drops the host's entry once nothing hangs on it: no connection (idle, in use or opening), no waiter. */
+  #prune(pool: HostPool): void {
+    if (pool.count === 0 && pool.waiting.length === 0 && this.#pools.get(pool.key) === pool) {
+      this.#pools.delete(pool.key);
+    }
   }
 
   /** A usable connection is free: the first waiter gets it, or it waits idle. */
@@ -295,7 +336,7 @@ class Pool {
   release(pc: PooledConnection, reusable: boolean): void {
     pc.active = null;
     pc.served++;
-    const pool = this.#pools.get(pc.key)!;
+    const pool = pc.pool;
     if (!reusable || pc.retire || pc.conn.destroyed || pc.conn.readableEnded) {
       pc.conn.destroy();
       return; // #closed wakes a waiter
@@ -304,8 +345,9 @@ class Pool {
   }
 
   #closed(pc: PooledConnection, error?: Error): void {
+    pc.closed = { error };
     pc.idleTimer?.cancel();
-    const pool = this.#pools.get(pc.key)!;
+    const pool = pc.pool;
     pool.count--;
     pool.all.delete(pc);
     const i = pool.idle.indexOf(pc);
@@ -316,6 +358,7 @@ class Pool {
       pool.count++;
       pool.waiting.shift()!(NEW_SLOT);
     }
+    this.#prune(pool); // after the retry above, if any, took a slot in it
   }
 }
 
@@ -455,6 +498,12 @@ class ClientExchange {
     this.#head = new Uint8Array(0);
     this.#gotBytes = false;
     this.#requestSent = false;
+    if (pc.closed !== null) {
+      // A new connection whose connect failed at once: its `close` came (a reactor turn can run between
+      // acquire() returning it and this continuation), so nothing else will tell this exchange.
+      this.connectionClosed(pc.closed.error);
+      return;
+    }
     try {
       await this.#send(pc.conn);
     } catch (err) {
@@ -468,6 +517,9 @@ class ClientExchange {
    */
   async #send(conn: Connection): Promise<void> {
     const body = this.#options.body;
+    // connect() fails at once at times (ECONNREFUSED on loopback): the connection is destroyed already, and its
+    // `close`, queued, brings the connect's error; writing would throw one that hides it.
+    if (conn.destroyed) return;
     conn.write(`${this.#headText}\r\n`);
     if (body instanceof ReadableStream) {
       const reader = this.#reader = body.getReader();
