@@ -11,6 +11,24 @@ import { httpTest, rawRequest, serveTest } from "./_http.ts";
 
 const enc = new TextEncoder();
 
+/** A stream that enqueues "tick\n" 2 ms after each pull until cancelled, counting both in `ticks`. */
+function tickingStream(ticks: { pulls: number; cancelled: number }): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    pull(c) {
+      ticks.pulls++;
+      return new Promise((r) =>
+        setTimeout(() => {
+          if (ticks.cancelled === 0) c.enqueue(enc.encode("tick\n"));
+          r();
+        }, 2)
+      );
+    },
+    cancel() {
+      ticks.cancelled++;
+    },
+  });
+}
+
 for (const backend of BACKENDS) {
   Deno.test(`[${backend}] serve(): a stream that reaches its Content-Length in its first chunk ends the response though it stays open`, async () => {
     let cancelled = 0;
@@ -39,37 +57,25 @@ for (const backend of BACKENDS) {
 
 for (const backend of BACKENDS) {
   Deno.test(`[${backend}] serve(): a stream returned after the client went away is cancelled`, async () => {
-    let cancelled = 0;
-    let pulls = 0;
+    const ticks = { pulls: 0, cancelled: 0 };
     let gone!: () => void;
     const clientGone = new Promise<void>((r) => gone = r);
     await serveTest(backend, async (_req, info) => {
       await info.completed; // resolves when the client has gone (its FIN aborts, as in Deno.serve)
       gone();
       await new Promise((r) => setTimeout(r, 1)); // the stream comes later still
-      return new Response(
-        new ReadableStream<Uint8Array>({
-          pull(c) {
-            pulls++;
-            return new Promise((r) =>
-              setTimeout(() => {
-                if (cancelled === 0) c.enqueue(enc.encode("tick\n"));
-                r();
-              }, 2)
-            );
-          },
-          cancel() {
-            cancelled++;
-          },
-        }),
-      );
+      return new Response(tickingStream(ticks));
     }, async (port) => {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       await conn.write(enc.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
       conn.close();
       await clientGone;
-      for (let i = 0; i < 200 && cancelled === 0; i++) await new Promise((r) => setTimeout(r, 5));
-      assert.equal(cancelled, 1, `the stream of a gone client was pulled ${pulls} times and never cancelled`);
+      for (let i = 0; i < 200 && ticks.cancelled === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(
+        ticks.cancelled,
+        1,
+        `the stream of a gone client was pulled ${ticks.pulls} times and never cancelled`,
+      );
     });
   });
 
@@ -126,24 +132,12 @@ for (const backend of BACKENDS) {
 
 for (const backend of BACKENDS) {
   Deno.test(`[${backend}] serve(): a HEAD response whose stream comes later is cancelled once its head is out`, async () => {
-    let cancelled = 0;
+    const ticks = { pulls: 0, cancelled: 0 };
     await serveTest(backend, async (req) => {
       if (req.method === "GET") return new Response("next");
       await new Promise((r) => setTimeout(r, 2)); // the stream comes later
       return new Response(
-        new ReadableStream<Uint8Array>({
-          pull(c) {
-            return new Promise((r) =>
-              setTimeout(() => {
-                if (cancelled === 0) c.enqueue(enc.encode("tick\n"));
-                r();
-              }, 2)
-            );
-          },
-          cancel() {
-            cancelled++;
-          },
-        }),
+        tickingStream(ticks),
         { headers: { "content-length": "10" } }, // the length of the body a GET would get: nothing is short
       );
     }, async (port) => {
@@ -158,7 +152,7 @@ for (const backend of BACKENDS) {
       assert.deepEqual(r.statuses, [200, 200], r.text);
       assert.doesNotMatch(r.text, /tick/);
       assert.match(r.text, /^HTTP\/1\.1 200 OK\r\n(?:.*\r\n)*content-length: 10\r\n/i);
-      assert.equal(cancelled, 1);
+      assert.equal(ticks.cancelled, 1);
     });
   });
 }
